@@ -1,0 +1,1 @@
+"""The reference CRM backend: applies crm.commands idempotently and publishes crm.changes."""

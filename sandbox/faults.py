@@ -1,0 +1,141 @@
+"""Fault injection and call counting for every provider route.
+
+A rule names a route by method and path template (`POST /calendar/v3/calendars/{calendarId}/events`,
+`*` as a wildcard) and adds latency, a share of 429 answers (with Retry-After) or of 5xx answers.
+Each rule draws from its own `random.Random(seed)`, so a test run is repeatable. Calls are counted per
+route template, including each call inside a batch (the batch handlers dispatch their parts back
+through the app, so they pass this middleware one by one, as quota is charged per call at Google).
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.errors import graph_error, google_error
+
+
+class FaultRule(BaseModel):
+    method: str = Field("*", description="HTTP method, or * for any")
+    route: str = Field("*", description="route template glob, e.g. '/calendar/v3/*'")
+    latency_ms: float = Field(0, ge=0, le=60_000)
+    rate_429: float = Field(0, ge=0, le=1, description="share of calls answered 429")
+    rate_5xx: float = Field(0, ge=0, le=1, description="share of calls answered 503")
+    retry_after_s: int = Field(1, ge=0, le=3600)
+    google_403_rate_limit: bool = Field(
+        False, description="answer Google's quota errors as 403 rateLimitExceeded instead of 429"
+    )
+    seed: int = 0
+
+    def matches(self, method: str, template: str) -> bool:
+        return (self.method == "*" or self.method.upper() == method) and fnmatch.fnmatchcase(
+            template, self.route
+        )
+
+
+@dataclass
+class _ArmedRule:
+    rule: FaultRule
+    rng: random.Random
+
+
+@dataclass
+class FaultBook:
+    """The rules in force and the call counters; shared by the whole sandbox process."""
+
+    rules: list[_ArmedRule] = field(default_factory=list)
+    calls: Counter = field(default_factory=Counter)
+    injected: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, rule: FaultRule) -> None:
+        with self.lock:
+            self.rules.append(_ArmedRule(rule, random.Random(rule.seed)))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.rules.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.rules.clear()
+            self.calls.clear()
+            self.injected.clear()
+
+    def decide(self, method: str, template: str) -> tuple[float, int | None, FaultRule | None]:
+        """Latency to add and the status to answer instead of the real one (None: answer for real)."""
+        latency = 0.0
+        with self.lock:
+            self.calls[f"{method} {template}"] += 1
+            for armed in self.rules:
+                if not armed.rule.matches(method, template):
+                    continue
+                latency += armed.rule.latency_ms / 1000
+                draw = armed.rng.random()
+                if draw < armed.rule.rate_429:
+                    self.injected[f"{method} {template} 429"] += 1
+                    return latency, 429, armed.rule
+                if draw < armed.rule.rate_429 + armed.rule.rate_5xx:
+                    self.injected[f"{method} {template} 503"] += 1
+                    return latency, 503, armed.rule
+        return latency, None, None
+
+
+def route_template(app: ASGIApp, scope: Scope) -> str:
+    """The path template of the route that will serve this request, or the raw path if none does."""
+    router = getattr(app, "router", None)
+    for route in getattr(router, "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", scope["path"])
+    return scope["path"]
+
+
+def _is_graph(path: str) -> bool:
+    return path.startswith("/v1.0")
+
+
+def injected_error(status: int, rule: FaultRule, path: str):
+    retry_after = {"Retry-After": str(rule.retry_after_s)}
+    if _is_graph(path):
+        if status == 429:
+            return graph_error(429, "TooManyRequests", "Too many requests.", headers=retry_after).response
+        return graph_error(503, "serviceNotAvailable", "Service unavailable.", headers=retry_after).response
+    if status == 429:
+        if rule.google_403_rate_limit:
+            return google_error(
+                403, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits", headers=retry_after
+            ).response
+        return google_error(
+            429, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits", headers=retry_after
+        ).response
+    return google_error(503, "backendError", "Backend Error").response
+
+
+class FaultMiddleware:
+    """Counts every provider call and applies the fault rules; the control API is never faulted."""
+
+    def __init__(self, app: ASGIApp, book: FaultBook, routes_app: ASGIApp | None = None):
+        self.app = app
+        self.book = book
+        self.routes_app = routes_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            await self.app(scope, receive, send)
+            return
+        template = route_template(self.routes_app or self.app, scope)
+        latency, status, rule = self.book.decide(scope["method"], template)
+        if latency:
+            await asyncio.sleep(latency)
+        if status is not None and rule is not None:
+            await injected_error(status, rule, scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

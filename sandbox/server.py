@@ -1,0 +1,73 @@
+"""Serve the sandbox: provider APIs over http, the same app over https for the identity endpoint."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+
+from sandbox.app import Sandbox, SandboxConfig, create_app
+from sandbox.tls import TlsFiles, ensure_certificates
+
+
+@dataclass
+class RunningSandbox:
+    sandbox: Sandbox
+    http_url: str
+    https_url: str
+    tls: TlsFiles
+    servers: list[uvicorn.Server]
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def build_servers(config: SandboxConfig, http_port: int, https_port: int, host: str = "127.0.0.1"):
+    tls = ensure_certificates(config.tls_dir)
+    sandbox = Sandbox(config=config)
+    app = create_app(sandbox)
+    common = dict(host=host, log_level="warning", lifespan="on", access_log=False)
+    http = uvicorn.Server(uvicorn.Config(app, port=http_port, **common))
+    https = uvicorn.Server(
+        uvicorn.Config(
+            app, port=https_port, ssl_certfile=str(tls.server_cert), ssl_keyfile=str(tls.server_key), **common
+        )
+    )
+    for server in (http, https):
+        server.install_signal_handlers = lambda: None  # the owner of the process handles signals
+    return sandbox, tls, [http, https]
+
+
+async def serve(config: SandboxConfig, http_port: int, https_port: int) -> None:
+    _, _, servers = build_servers(config, http_port, https_port)
+    await asyncio.gather(*(s.serve() for s in servers))
+
+
+def start_in_thread(config: SandboxConfig, http_port: int, https_port: int, timeout_s: float = 15) -> RunningSandbox:
+    """Start both servers on a background thread and return once they accept connections."""
+    sandbox, tls, servers = build_servers(config, http_port, https_port)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(_gather(servers)), name="sandbox", daemon=True
+    )
+    thread.start()
+    running = RunningSandbox(
+        sandbox, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", tls, servers, thread
+    )
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not all(s.started for s in servers):
+        if time.monotonic() > deadline or not thread.is_alive():
+            running.stop()
+            raise RuntimeError("sandbox did not start")
+        time.sleep(0.02)
+    return running
+
+
+async def _gather(servers: list[uvicorn.Server]) -> None:
+    await asyncio.gather(*(s.serve() for s in servers))
