@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import random
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
-from starlette.routing import Match
+from fastapi.routing import iter_route_contexts
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.errors import graph_error, google_error
@@ -88,14 +90,32 @@ class FaultBook:
         return latency, None, None
 
 
-def route_template(app: ASGIApp, scope: Scope) -> str:
-    """The path template of the route that will serve this request, or the raw path if none does."""
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", scope["path"])
-    return scope["path"]
+class RouteTable:
+    """Path templates of the app's routes, to name a request's route before the router runs.
+
+    Built on first use (all routes are registered by then) and matched in registration order, as
+    the router does.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self._entries: list[tuple[re.Pattern, frozenset[str], str]] | None = None
+
+    def _build(self) -> list[tuple[re.Pattern, frozenset[str], str]]:
+        entries = []
+        for context in iter_route_contexts(self.app.router.routes):
+            path = context.path_format
+            regex, _, _ = compile_path(path)
+            entries.append((regex, frozenset(context.methods or ()), path))
+        return entries
+
+    def template(self, method: str, path: str) -> str:
+        if self._entries is None:
+            self._entries = self._build()
+        for regex, methods, template in self._entries:
+            if regex.match(path) and (not methods or method in methods):
+                return template
+        return path
 
 
 def _is_graph(path: str) -> bool:
@@ -122,16 +142,16 @@ def injected_error(status: int, rule: FaultRule, path: str):
 class FaultMiddleware:
     """Counts every provider call and applies the fault rules; the control API is never faulted."""
 
-    def __init__(self, app: ASGIApp, book: FaultBook, routes_app: ASGIApp | None = None):
+    def __init__(self, app: ASGIApp, book: FaultBook, routes_app):
         self.app = app
         self.book = book
-        self.routes_app = routes_app
+        self.routes = RouteTable(routes_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
-        template = route_template(self.routes_app or self.app, scope)
+        template = self.routes.template(scope["method"], scope["path"])
         latency, status, rule = self.book.decide(scope["method"], template)
         if latency:
             await asyncio.sleep(latency)
