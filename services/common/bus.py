@@ -1,0 +1,94 @@
+"""The bus: one producer for every service, and the faust app factory every worker starts from."""
+from __future__ import annotations
+
+import asyncio
+from typing import Iterable
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+from schemas.base import Message
+from services.common.settings import Settings
+from services.common.topics import TopicSpec
+
+
+class Bus:
+    """Publishes schema models. `publish*` returns only once the broker has the messages (acks=all)."""
+
+    def __init__(self, settings: Settings, client_id: str = "crmsync"):
+        # enable_idempotence stays off: idempotence comes from our own keys (and Tansu lacks it).
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            linger_ms=1,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=15_000,
+            enable_idempotence=False,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, topic: str, key: str | None, message: Message | None) -> None:
+        """Publish one message; None is a tombstone (compacted topics forget the key)."""
+        value = message.to_bytes() if message is not None else None
+        await self._producer.send_and_wait(topic, value=value, key=key.encode() if key else None)
+
+    async def publish_many(self, topic: str, items: Iterable[tuple[str | None, Message]]) -> int:
+        """Publish a batch and wait for all of it. A failure raises after the sends already in flight."""
+        futures = [
+            await self._producer.send(topic, value=m.to_bytes(), key=k.encode() if k else None) for k, m in items
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+
+    async def publish_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the broker answers a metadata request."""
+        try:
+            client = self._producer.client
+            return bool(await asyncio.wait_for(client.fetch_all_metadata(), timeout_s))
+        except Exception:
+            return False
+
+
+def faust_broker_url(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip())
+
+
+def create_faust_app(name: str, settings: Settings, **overrides) -> faust.App:
+    """A faust app wired to the configured cluster, with our consumer timing and no local state on disk.
+
+    Topics are created by `ensure_topics` at start, not declared by faust, so partitions and
+    compaction are the registry's. Values are raw bytes: models are decoded by the message handler,
+    where a poison message can be dead-lettered instead of crashing the stream.
+    """
+    options = dict(
+        broker=faust_broker_url(settings.kafka_bootstrap_servers),
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.consumer_heartbeat_interval_ms / 1000,
+        broker_max_poll_interval=settings.consumer_max_poll_interval_ms / 1000,
+        broker_rebalance_timeout=settings.consumer_rebalance_timeout_ms / 1000,
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    options.update(overrides)
+    return faust.App(f"crmsync-{name}", **options)
+
+
+def faust_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
+    return app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

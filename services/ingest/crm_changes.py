@@ -1,0 +1,79 @@
+"""POST /v1/crm/changes: signed batches of CRM record changes onto `crm.changes`, all or nothing."""
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas import CrmChange
+from services.common.metrics import CHANGES_ACCEPTED
+from services.common.topics import CRM_CHANGES
+from services.ingest import signing
+from services.ingest.context import IngestContext, ingest_context, read_limited_body
+from services.ingest.problems import Problem, invalid_body
+
+router = APIRouter(tags=["CRM"])
+
+
+class CrmChangeBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    changes: list[CrmChange] = Field(min_length=1, max_length=500)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+@router.post(
+    "/v1/crm/changes",
+    status_code=202,
+    response_model=Accepted,
+    summary="Publish CRM record changes",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": CrmChangeBatch.model_json_schema()}}},
+        "parameters": [
+            {"name": signing.TIMESTAMP_HEADER, "in": "header", "required": True, "schema": {"type": "string"}},
+            {"name": signing.SIGNATURE_HEADER, "in": "header", "required": True, "schema": {"type": "string"}},
+        ],
+    },
+)
+async def publish_changes(request: Request, ctx: IngestContext = Depends(ingest_context)) -> Accepted:
+    """Answers 202 only once every change is on the broker; a refused request publishes nothing."""
+    settings = ctx.settings
+    body = await read_limited_body(request, settings.max_body_bytes)
+    try:
+        signing.verify(
+            settings.hmac_secret,
+            request.headers.get(signing.TIMESTAMP_HEADER),
+            request.headers.get(signing.SIGNATURE_HEADER),
+            body,
+            now=time.time(),
+            tolerance_s=settings.signature_tolerance_s,
+        )
+    except signing.SignatureError as exc:
+        raise Problem(401, "bad-signature", "Signature refused", str(exc)) from None
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "not-json", "Body is not JSON", f"the body is not valid JSON: {exc}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("changes"), list):
+        count = len(raw["changes"])
+        if count > settings.max_changes_per_request:
+            raise Problem(
+                422, "batch-too-large", "Too many changes",
+                f"changes holds {count} items, at most {settings.max_changes_per_request} are allowed",
+                [{"field": "changes", "message": f"at most {settings.max_changes_per_request} items"}],
+            )
+    try:
+        batch = CrmChangeBatch.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
+    try:
+        await ctx.bus.publish_many(CRM_CHANGES.name, [(c.key, c) for c in batch.changes])
+    except Exception as exc:
+        raise Problem(503, "broker-unavailable", "Broker unavailable", f"could not publish: {exc}",
+                      headers={"Retry-After": "1"}) from None
+    CHANGES_ACCEPTED.inc(len(batch.changes))
+    return Accepted(accepted=len(batch.changes))
