@@ -1,0 +1,69 @@
+"""How a worker is put together: a faust app, agents that hand each record to a MessageHandler, and
+a start-up that creates the topics first. Each service's worker.py declares its agents with
+`handled_agent` and its `__main__` calls `run_worker`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+import faust
+
+from schemas.base import Message
+from services.common.bus import create_faust_app, faust_topic
+from services.common.handling import InboundRecord, MessageHandler
+from services.common.logging import configure_logging, get_logger
+from services.common.retry import RetryPolicy
+from services.common.settings import Settings
+from services.common.topics import TopicSpec, ensure_topics
+
+log = get_logger(__name__)
+
+
+class FaustPublisher:
+    """Dead letters (and any other output) go out through the worker's own faust producer."""
+
+    def __init__(self, app: faust.App):
+        self.app = app
+
+    async def publish(self, topic: str, key: str | None, message: Message | None) -> None:
+        value = message.to_bytes() if message is not None else None
+        await self.app.producer.send_and_wait(topic, key.encode() if key else None, value, None, None, None)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
+
+
+def handled_agent(
+    app: faust.App,
+    spec: TopicSpec,
+    model: type[Message] | None,
+    handle: Callable[[Message | None, InboundRecord], Awaitable[None]],
+    *,
+    worker: str,
+    settings: Settings,
+):
+    """An agent over `spec` whose records all end handled or dead-lettered, one at a time per partition."""
+    handler = MessageHandler(worker, model, handle, FaustPublisher(app), retry_policy(settings))
+
+    @app.agent(faust_topic(app, spec), name=f"{worker}.{spec.name}")
+    async def agent(stream):
+        async for event in stream.events():
+            await handler(InboundRecord.from_faust_event(event))
+
+    return agent
+
+
+def new_worker_app(name: str, settings: Settings) -> faust.App:
+    return create_faust_app(name, settings)
+
+
+def run_worker(app: faust.App, settings: Settings, name: str, extra_topics: tuple[TopicSpec, ...] = ()) -> None:
+    """Create the topics, then run the faust worker until SIGINT/SIGTERM."""
+    configure_logging(settings, name)
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
+                              settings.topic_replication, extra_topics))
+    log.info("worker starting", worker=name, bootstrap=settings.kafka_bootstrap_servers)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
