@@ -1,6 +1,12 @@
 """Google API emulators. `routers(sandbox)` returns the FastAPI routers this package serves."""
 from __future__ import annotations
 
+from sandbox.google import batch, calendar, oauth
+
 
 def routers(sandbox) -> list:
-    return []
+    return [
+        oauth.router(sandbox),
+        *calendar.routers(sandbox),
+        batch.router(sandbox, api="calendar/v3", max_parts=1000),
+    ]
