@@ -44,7 +44,13 @@ def build_servers(config: SandboxConfig, http_port: int, https_port: int, host: 
 
 
 async def serve(config: SandboxConfig, http_port: int, https_port: int) -> None:
+    """Serve until SIGINT or SIGTERM, then let both servers finish their requests."""
+    import signal
+
     _, _, servers = build_servers(config, http_port, https_port)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: [setattr(s, "should_exit", True) for s in servers])
     await asyncio.gather(*(s.serve() for s in servers))
 
 
