@@ -1,6 +1,32 @@
-"""Microsoft API emulators. `routers(sandbox)` returns the FastAPI routers this package serves."""
+"""Microsoft API emulators: identity platform v2.0 (for MSAL) and Graph v1.0 (users, events, calendar
+view and delta, subscriptions with notifications, JSON batching). `routers(sandbox)` returns them all.
+
+Per-account data lives in memory in the stores made here; each registers with `sandbox.state.on_reset`
+so that `/_sandbox/reset` clears it.
+"""
 from __future__ import annotations
 
 
 def routers(sandbox) -> list:
-    return []
+    from sandbox.microsoft import (
+        graph_batch,
+        graph_delta,
+        graph_events,
+        graph_subscriptions,
+        graph_users,
+        identity,
+    )
+    from sandbox.microsoft.event_store import EventStore
+    from sandbox.microsoft.notifications import Courier
+
+    events, courier = EventStore(), Courier()
+    sandbox.state.on_reset(events.reset)
+    sandbox.state.on_reset(courier.reset)
+    return [
+        identity.router(sandbox),
+        graph_users.router(sandbox),
+        graph_events.router(sandbox, events),
+        graph_delta.router(sandbox, events),
+        graph_subscriptions.router(sandbox, events, courier),
+        graph_batch.router(sandbox),
+    ]

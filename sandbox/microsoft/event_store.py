@@ -1,0 +1,167 @@
+"""Every Graph event of every sandbox user, with its history, in memory.
+
+Each write appends a version (sequence number, record or None once deleted) to the event's history, so
+that a delta round can be answered as "state at the token's sequence" against "state now", whatever
+happened in between. Listeners (change notifications) hear of each write after the lock is released.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sandbox.errors import graph_error
+from sandbox.microsoft import event_model
+
+ChangeType = Literal["created", "updated", "deleted"]
+
+
+@dataclass(frozen=True)
+class Change:
+    user_id: str
+    tenant_id: str | None
+    event_id: str
+    change_type: ChangeType
+    change_key: str
+
+
+@dataclass
+class _History:
+    user_id: str
+    versions: list[tuple[int, dict | None]] = field(default_factory=list)
+
+    @property
+    def current(self) -> dict | None:
+        return self.versions[-1][1]
+
+    def at(self, seq: int) -> dict | None:
+        """The record as it stood once write `seq` had happened (None: not yet created, or deleted)."""
+        state = None
+        for version_seq, record in self.versions:
+            if version_seq > seq:
+                break
+            state = record
+        return state
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def _new_event_id() -> str:
+    # Outlook ids are long url-safe base64 strings starting AAMk; only their opacity matters here.
+    return "AAMkAGI" + base64.urlsafe_b64encode(secrets.token_bytes(30)).decode().rstrip("=")
+
+
+def _not_found():
+    return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+class EventStore:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._listeners: list[Callable[[Change], None]] = []
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self._seq = 0
+            self._events: dict[str, _History] = {}
+            self._by_user: dict[str, list[str]] = {}
+            self._transactions: dict[tuple[str, str], str] = {}
+            self._delta_generation: dict[str, int] = {}
+
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        self._listeners.append(listener)
+
+    def _publish(self, change: Change) -> None:
+        for listener in self._listeners:
+            listener(change)
+
+    def _append(self, event_id: str, record: dict | None) -> None:
+        self._seq += 1
+        self._events[event_id].versions.append((self._seq, record))
+
+    # --- writes ---------------------------------------------------------------------------------
+    def create(self, account, body: dict) -> tuple[dict, bool]:
+        """The new record, or the existing one and False when its transactionId was seen before."""
+        transaction = body.get("transactionId") if isinstance(body, dict) else None
+        with self.lock:
+            existing_id = self._transactions.get((account.id, transaction)) if transaction else None
+            if existing_id and self._events[existing_id].current is not None:
+                return self._events[existing_id].current, False
+            record = event_model.apply_write(None, body)
+            stamp = _now()
+            record.update(
+                id=_new_event_id(),
+                createdDateTime=stamp,
+                lastModifiedDateTime=stamp,
+                changeKey=secrets.token_urlsafe(18),
+                iCalUId="040000008200E00074C5B7101A82E008" + uuid.uuid4().hex.upper(),
+                organizer={"name": account.display_name, "address": account.email},
+            )
+            self._events[record["id"]] = _History(account.id)
+            self._by_user.setdefault(account.id, []).append(record["id"])
+            if transaction:
+                self._transactions[(account.id, transaction)] = record["id"]
+            self._append(record["id"], record)
+        self._publish(Change(account.id, account.tenant_id, record["id"], "created", record["changeKey"]))
+        return record, True
+
+    def update(self, account, event_id: str, body: dict) -> dict:
+        with self.lock:
+            current = self.get(account.id, event_id)
+            record = event_model.apply_write(current, body)
+            record.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18))
+            self._append(event_id, record)
+        self._publish(Change(account.id, account.tenant_id, event_id, "updated", record["changeKey"]))
+        return record
+
+    def delete(self, account, event_id: str) -> None:
+        with self.lock:
+            current = self.get(account.id, event_id)
+            self._append(event_id, None)
+        self._publish(Change(account.id, account.tenant_id, event_id, "deleted", current["changeKey"]))
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, user_id: str, event_id: str) -> dict:
+        with self.lock:
+            history = self._events.get(event_id)
+            if history is None or history.user_id != user_id or history.current is None:
+                raise _not_found()
+            return history.current
+
+    def list(self, user_id: str) -> list[dict]:
+        with self.lock:
+            records = (self._events[i].current for i in self._by_user.get(user_id, []))
+            return [r for r in records if r is not None]
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def changed_between(self, user_id: str, since: int, upto: int) -> list[tuple[dict | None, dict | None]]:
+        """(state at `since`, state at `upto`) of each of the user's events written in (since, upto]."""
+        with self.lock:
+            pairs = []
+            for event_id in self._by_user.get(user_id, []):
+                history = self._events[event_id]
+                if any(since < s <= upto for s, _ in history.versions):
+                    pairs.append((history.at(since), history.at(upto)))
+            return pairs
+
+    # --- delta token generations ------------------------------------------------------------------
+    def delta_generation(self, user_id: str) -> int:
+        with self.lock:
+            return self._delta_generation.get(user_id, 0)
+
+    def invalidate_delta_tokens(self, user_id: str) -> int:
+        """Every delta token issued so far for the user stops working (410 on next use)."""
+        with self.lock:
+            self._delta_generation[user_id] = self._delta_generation.get(user_id, 0) + 1
+            return self._delta_generation[user_id]

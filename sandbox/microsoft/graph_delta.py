@@ -1,0 +1,133 @@
+"""`/v1.0/users/{id}/calendarView/delta`: a full round, then only what changed since the deltaLink.
+
+As documented (https://learn.microsoft.com/graph/delta-query-events and
+https://learn.microsoft.com/graph/api/event-delta):
+- the first call names the window (startDateTime, endDateTime); the state tokens carry it afterwards;
+- $select, $filter, $orderby, $search, $expand (and $top) are refused;
+- `Prefer: odata.maxpagesize=N` sizes the pages, answered with `Preference-Applied`;
+- pages end in `@odata.nextLink` ($skiptoken) until the last, which carries `@odata.deltaLink` ($deltatoken);
+- series are returned as their occurrences in the window; an instance that left the window comes back as
+  `{"@odata.type": "#microsoft.graph.event", "id", "@removed": {"reason": "changed"}}`, a deleted one with
+  reason "deleted".
+A token the sandbox no longer knows answers 410 SyncStateNotFound, with a `Location` to a fresh initial
+query when the window is known (shape seen from Graph: microsoftgraph/microsoft-graph-docs issue 2350;
+410 + Location: https://learn.microsoft.com/graph/delta-query-overview).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from sandbox.errors import graph_error
+from sandbox.microsoft import event_model
+from sandbox.microsoft.event_store import EventStore
+from sandbox.microsoft.graph_common import (
+    applied_preferences,
+    base_url,
+    decode_token,
+    encode_token,
+    preferences,
+    preferred_time_zone,
+    window,
+)
+from sandbox.microsoft.graph_users import find_user, mailbox_owner
+
+DELTA_PAGE_DEFAULT, DELTA_PAGE_MAX = 10, 1000
+_REFUSED = ("$select", "$filter", "$orderby", "$search", "$expand", "$top")
+
+
+def _page_size(request: Request) -> tuple[int, int | None]:
+    """The page size and, when the client asked for one, the size applied (capped at DELTA_PAGE_MAX)."""
+    asked = preferences(request).get("odata.maxpagesize", "")
+    if not asked.isdigit() or int(asked) < 1:
+        return DELTA_PAGE_DEFAULT, None
+    size = min(int(asked), DELTA_PAGE_MAX)
+    return size, size
+
+
+def _removed(instance_id: str, reason: str) -> dict:
+    return {"@odata.type": "#microsoft.graph.event", "id": instance_id, "@removed": {"reason": reason}}
+
+
+def delta_items(events: EventStore, user_id: str, since: int, upto: int, start, end, tz_name: str) -> list[dict]:
+    """What a round from sequence `since` to `upto` reports: instances now in the window, and removals."""
+    items: list[dict] = []
+    for before, after in events.changed_between(user_id, since, upto):
+        now = event_model.instances(after, start, end) if after else []
+        items.extend(event_model.render_instance(after, instance, tz_name=tz_name) for instance in now)
+        gone = {i[0] for i in event_model.instances(before, start, end)} if before else set()
+        reason = "deleted" if after is None else "changed"
+        items.extend(_removed(instance_id, reason) for instance_id in sorted(gone - {i[0] for i in now}))
+    return items
+
+
+def router(sandbox, events: EventStore) -> APIRouter:
+    api = APIRouter(tags=["graph delta"])
+
+    def fresh_query_url(request: Request, token: dict) -> dict[str, str]:
+        if not {"s", "e"} <= token.keys():
+            return {}
+        query = urlencode({"startDateTime": token["s"], "endDateTime": token["e"]})
+        return {"Location": f"{base_url(request)}{request.url.path}?{query}"}
+
+    def read_token(request: Request, user_id: str, name: str, *counters: str) -> dict:
+        token = decode_token(request.query_params[name]) or {}
+        generation = events.delta_generation(user_id)
+        well_formed = all(isinstance(token.get(k), int) for k in ("q", *counters)) and all(
+            isinstance(token.get(k), str) for k in ("s", "e")
+        )
+        if not well_formed or token.get("u") != user_id or token.get("g") != generation:
+            raise graph_error(
+                410,
+                "SyncStateNotFound",
+                f"The sync state generation is not found; generation={token.get('g')};[highest={generation}].",
+                headers=fresh_query_url(request, token),
+            )
+        return token
+
+    @api.get("/v1.0/users/{user_id}/calendarView/delta")
+    @api.get("/v1.0/me/calendarView/delta")
+    def calendar_view_delta(request: Request, user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        params = request.query_params
+        refused = [p for p in _REFUSED if p in params]
+        if refused:
+            raise graph_error(
+                400,
+                "ErrorInvalidUrlQuery",
+                f"The following parameters are not supported with change tracking over the 'CalendarView' resource: '{', '.join(refused)}'.",
+            )
+        if "$skiptoken" in params:
+            token = read_token(request, account.id, "$skiptoken", "U", "o")
+            since, upto, offset = token["q"], token["U"], token["o"]
+        elif "$deltatoken" in params:
+            token = read_token(request, account.id, "$deltatoken")
+            since, upto, offset = token["q"], events.seq, 0
+        else:
+            start, end = window(params.get("startDateTime"), params.get("endDateTime"))
+            token = {"s": start.isoformat(), "e": end.isoformat()}
+            since, upto, offset = 0, events.seq, 0
+        start, end = dt.datetime.fromisoformat(token["s"]), dt.datetime.fromisoformat(token["e"])
+        size, applied = _page_size(request)
+        items = delta_items(events, account.id, since, upto, start, end, preferred_time_zone(request))
+        state = {"u": account.id, "g": events.delta_generation(account.id), "s": token["s"], "e": token["e"]}
+        answer = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#Collection(event)", "value": items[offset : offset + size]}
+        link = f"{base_url(request)}{request.url.path}"
+        if offset + size < len(items):
+            answer["@odata.nextLink"] = f"{link}?$skiptoken={encode_token({**state, 'q': since, 'U': upto, 'o': offset + size})}"
+        else:
+            answer["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token({**state, 'q': upto})}"
+        return JSONResponse(answer, headers=applied_preferences(request, maxpagesize=applied))
+
+    @api.post("/_sandbox/microsoft/users/{user_id}/invalidate-delta-tokens", tags=["sandbox control"])
+    def invalidate_delta_tokens(user_id: str) -> dict:
+        """Make every delta/skip token of the user unknown, as when Outlook drops its sync state."""
+        account = find_user(sandbox, user_id)
+        if account is None:
+            raise HTTPException(404, f"no Microsoft sandbox user {user_id}")
+        return {"user_id": account.id, "generation": events.invalidate_delta_tokens(account.id)}
+
+    return api

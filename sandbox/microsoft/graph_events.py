@@ -1,0 +1,170 @@
+"""`/v1.0/users/{id}/events` (and `/me/events`): create, read, list, update, delete; `/calendarView`.
+
+- `transactionId` makes a create idempotent: a second POST with the same value answers the event the
+  first one made (https://learn.microsoft.com/graph/api/resources/event, property transactionId).
+- Foreign ids live in `singleValueExtendedProperties`, read with
+  `$expand=singleValueExtendedProperties($filter=id eq '...')` and found with
+  `$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')`
+  (https://learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-get).
+- Lists: 10 a page by default, `$top` up to 1000, `$skip` in `@odata.nextLink`
+  (https://learn.microsoft.com/graph/api/user-list-events).
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.responses import JSONResponse
+
+from sandbox.errors import graph_error
+from sandbox.microsoft import event_model
+from sandbox.microsoft.event_store import EventStore
+from sandbox.microsoft.graph_common import (
+    applied_preferences,
+    base_url,
+    int_param,
+    preferred_time_zone,
+    window,
+)
+from sandbox.microsoft.graph_users import mailbox_owner, select
+
+EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX = 10, 1000
+_QUOTED = r"'((?:[^']|'')*)'"
+_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$", re.IGNORECASE)
+_ANY_FILTER = re.compile(
+    rf"^singleValueExtendedProperties/any\((\w+):\s*\1/id\s+eq\s+{_QUOTED}\s+and\s+\1/value\s+eq\s+{_QUOTED}\)$",
+    re.IGNORECASE,
+)
+
+
+def _unquote(value: str) -> str:
+    return value.replace("''", "'")
+
+
+def expanded_property_ids(expand: str | None) -> list[str]:
+    """The extended property ids named by `$expand`; 400 for any other expansion."""
+    if not expand:
+        return []
+    match = _EXPAND.match(expand.strip())
+    if not match:
+        raise graph_error(400, "BadRequest", f"Parsing OData Select and Expand failed: could not find a property named '{expand}'.")
+    ids = re.findall(rf"id\s+eq\s+{_QUOTED}", match.group(1), re.IGNORECASE)
+    if not ids:
+        raise graph_error(400, "BadRequest", "Expand of singleValueExtendedProperties needs $filter=id eq '...'.")
+    return [_unquote(i) for i in ids]
+
+
+def extended_property_filter(filter_param: str | None):
+    """A predicate over stored records for `$filter`; only the extended property Any(...) form exists here."""
+    if not filter_param:
+        return lambda record: True
+    match = _ANY_FILTER.match(filter_param.strip())
+    if not match:
+        raise graph_error(400, "ErrorInvalidUrlQueryFilter", f"The sandbox does not emulate this $filter: {filter_param}")
+    prop_id, value = _unquote(match.group(2)).lower(), _unquote(match.group(3))
+    return lambda record: any(k.lower() == prop_id and v == value for k, v in record.get("_extended", {}).items())
+
+
+def page_of(request: Request, items: list, top_default: int = EVENTS_PAGE_DEFAULT) -> tuple[list, str | None]:
+    """One `$top`/`$skip` page of `items` and the nextLink to the rest, if any."""
+    params = request.query_params
+    top = int_param(params.get("$top"), "$top", top_default, EVENTS_PAGE_MAX)
+    skip = int(params["$skip"]) if params.get("$skip", "").isdigit() else 0
+    page = items[skip : skip + top]
+    if skip + top >= len(items):
+        return page, None
+    query = dict(params)
+    query.update({"$top": str(top), "$skip": str(skip + top)})
+    return page, f"{base_url(request)}{request.url.path}?{urlencode(query, safe='$')}"
+
+
+def router(sandbox, events: EventStore) -> APIRouter:
+    api = APIRouter(prefix="/v1.0", tags=["graph events"])
+
+    def entity(request: Request, user_id: str, record: dict, status: int = 200) -> JSONResponse:
+        body = event_model.render(
+            record,
+            tz_name=preferred_time_zone(request),
+            expand_ids=expanded_property_ids(request.query_params.get("$expand")),
+        )
+        body = select(body, request.query_params.get("$select"), always=("id", "@odata.etag"))
+        context = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{user_id}')/events/$entity"}
+        return JSONResponse({**context, **body}, status_code=status, headers=applied_preferences(request))
+
+    @api.post("/users/{user_id}/events", status_code=201)
+    @api.post("/me/events", status_code=201)
+    def create_event(request: Request, body: Annotated[dict, Body()], user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        record, _ = events.create(account, body)
+        return entity(request, account.id, record, status=201)
+
+    @api.get("/users/{user_id}/events")
+    @api.get("/me/events")
+    def list_events(request: Request, user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        params = request.query_params
+        if "$orderby" in params or "$search" in params:
+            raise graph_error(400, "ErrorInvalidUrlQuery", "The sandbox does not emulate $orderby/$search on events.")
+        keep = extended_property_filter(params.get("$filter"))
+        expand_ids = expanded_property_ids(params.get("$expand"))
+        tz_name = preferred_time_zone(request)
+        matching = [r for r in events.list(account.id) if keep(r)]
+        page, next_link = page_of(request, matching)
+        answer = {
+            "@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{account.id}')/events",
+            "value": [
+                select(event_model.render(r, tz_name=tz_name, expand_ids=expand_ids), params.get("$select"), ("id", "@odata.etag"))
+                for r in page
+            ],
+        }
+        if next_link:
+            answer["@odata.nextLink"] = next_link
+        return JSONResponse(answer, headers=applied_preferences(request))
+
+    @api.get("/users/{user_id}/events/{event_id}")
+    @api.get("/me/events/{event_id}")
+    def get_event(request: Request, event_id: str, user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        return entity(request, account.id, events.get(account.id, event_id))
+
+    @api.patch("/users/{user_id}/events/{event_id}")
+    @api.patch("/me/events/{event_id}")
+    def update_event(request: Request, event_id: str, body: Annotated[dict, Body()], user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        return entity(request, account.id, events.update(account, event_id, body))
+
+    @api.delete("/users/{user_id}/events/{event_id}", status_code=204)
+    @api.delete("/me/events/{event_id}", status_code=204)
+    def delete_event(request: Request, event_id: str, user_id: str = "me"):
+        _, account = mailbox_owner(sandbox, request, user_id)
+        events.delete(account, event_id)
+        return Response(status_code=204)
+
+    @api.get("/users/{user_id}/calendarView")
+    @api.get("/me/calendarView")
+    def calendar_view(request: Request, user_id: str = "me"):
+        """Instances overlapping the window: single events, and occurrences of series expanded."""
+        _, account = mailbox_owner(sandbox, request, user_id)
+        params = request.query_params
+        start, end = window(params.get("startDateTime"), params.get("endDateTime"))
+        keep = extended_property_filter(params.get("$filter"))
+        tz_name = preferred_time_zone(request)
+        found = [
+            (record, instance)
+            for record in events.list(account.id)
+            if keep(record)
+            for instance in event_model.instances(record, start, end)
+        ]
+        found.sort(key=lambda pair: pair[1][1])
+        page, next_link = page_of(request, found)
+        answer = {
+            "@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{account.id}')/calendarView",
+            "value": [event_model.render_instance(record, instance, tz_name=tz_name) for record, instance in page],
+        }
+        if next_link:
+            answer["@odata.nextLink"] = next_link
+        return JSONResponse(answer, headers=applied_preferences(request))
+
+    return api
