@@ -6,6 +6,7 @@ from typing import Iterable
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.base import Message
 from services.common.settings import Settings
@@ -26,6 +27,7 @@ class Bus:
             request_timeout_ms=15_000,
             enable_idempotence=False,
         )
+        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         await self._producer.start()
@@ -39,12 +41,31 @@ class Bus:
         await self._producer.send_and_wait(topic, value=value, key=key.encode() if key else None)
 
     async def publish_many(self, topic: str, items: Iterable[tuple[str | None, Message]]) -> int:
-        """Publish a batch and wait for all of it. A failure raises after the sends already in flight."""
-        futures = [
-            await self._producer.send(topic, value=m.to_bytes(), key=k.encode() if k else None) for k, m in items
-        ]
+        """Publish a batch and wait for all of it: one record batch per partition, not one send per message.
+
+        Partitions are chosen by the same murmur2 partitioner `publish` uses, so a key lands on the
+        same partition whichever way it is sent.
+        """
+        partitions = sorted(await self._producer.partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        count = 0
+        for key, message in items:
+            raw_key = key.encode() if key else None
+            partition = self._partitioner(raw_key, partitions, partitions)
+            by_partition.setdefault(partition, []).append((raw_key, message.to_bytes()))
+            count += 1
+        futures = []
+        for partition, records in by_partition.items():
+            batch = self._producer.create_batch()
+            for raw_key, value in records:
+                if batch.append(key=raw_key, value=value, timestamp=None) is None:
+                    futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                    batch = self._producer.create_batch()
+                    if batch.append(key=raw_key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a message of {len(value)} bytes exceeds the producer's batch size")
+            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
-        return len(futures)
+        return count
 
     async def publish_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)

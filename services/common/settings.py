@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     signature_tolerance_s: int = 300
     admin_token: str = DEV_ADMIN_TOKEN
     max_body_bytes: int = 1024 * 1024
-    max_changes_per_request: int = 500
     gmail_push_token: str = Field("crmsync-dev-gmail-push-token", description="?token= on the Pub/Sub push URL")
     webhook_dedupe_ttl_s: int = Field(86_400, description="how long a delivery id is remembered")
 

@@ -17,9 +17,25 @@ from services.ingest.problems import Problem, invalid_body
 router = APIRouter(tags=["CRM"])
 
 
+MAX_CHANGES_PER_REQUEST = 500
+
+
 class CrmChangeBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    changes: list[CrmChange] = Field(min_length=1, max_length=500)
+    changes: list[CrmChange] = Field(min_length=1, max_length=MAX_CHANGES_PER_REQUEST)
+
+
+def _refusal(exc: ValidationError, body: bytes) -> Problem:
+    """400 for a body that is not JSON, 422 naming the fields otherwise (the batch size first)."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return Problem(400, "not-json", "Body is not JSON", f"the body is not valid JSON: {first['msg']}")
+    if any(e["type"] == "too_long" and tuple(e["loc"]) == ("changes",) for e in exc.errors()):
+        count = len(json.loads(body)["changes"])
+        return Problem(422, "batch-too-large", "Too many changes",
+                       f"changes holds {count} items, at most {MAX_CHANGES_PER_REQUEST} are allowed",
+                       [{"field": "changes", "message": f"at most {MAX_CHANGES_PER_REQUEST} items"}])
+    return invalid_body(exc)
 
 
 class Accepted(BaseModel):
@@ -55,21 +71,9 @@ async def publish_changes(request: Request, ctx: IngestContext = Depends(ingest_
     except signing.SignatureError as exc:
         raise Problem(401, "bad-signature", "Signature refused", str(exc)) from None
     try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "not-json", "Body is not JSON", f"the body is not valid JSON: {exc}") from None
-    if isinstance(raw, dict) and isinstance(raw.get("changes"), list):
-        count = len(raw["changes"])
-        if count > settings.max_changes_per_request:
-            raise Problem(
-                422, "batch-too-large", "Too many changes",
-                f"changes holds {count} items, at most {settings.max_changes_per_request} are allowed",
-                [{"field": "changes", "message": f"at most {settings.max_changes_per_request} items"}],
-            )
-    try:
-        batch = CrmChangeBatch.model_validate(raw)
+        batch = CrmChangeBatch.model_validate_json(body)
     except ValidationError as exc:
-        raise invalid_body(exc) from None
+        raise _refusal(exc, body) from None
     try:
         await ctx.bus.publish_many(CRM_CHANGES.name, [(c.key, c) for c in batch.changes])
     except Exception as exc:

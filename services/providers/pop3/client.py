@@ -1,0 +1,122 @@
+"""One POP3 session: connect (TLS, STARTTLS or plain), log in, list by UIDL, RETR, DELE, QUIT.
+
+poplib is blocking: the fetch loop runs a session's calls in a thread. Failures come out as two
+kinds the loop acts on: Pop3AuthError (the server said -ERR to our credentials: a person must fix
+the configuration) and Pop3Unavailable (no connection, TLS failure, timeout: try again later).
+TLS verifies the server against the system's trust store (SSL_CERT_FILE names another CA bundle).
+DELE only marks a message; the server removes it at QUIT, so a session cut short deletes nothing.
+"""
+from __future__ import annotations
+
+import poplib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+from services.common.retry import TransientError
+
+# poplib refuses lines over 2048 bytes by default; real mail (long base64 or HTML lines) has them.
+poplib._MAXLINE = 1024 * 1024
+
+
+class Pop3AuthError(Exception):
+    """The server refused the login: the password changed or the account is locked."""
+
+
+class Pop3Unavailable(TransientError):
+    """The server cannot be reached or broke off: worth another try later."""
+
+
+@dataclass(frozen=True)
+class Pop3Account:
+    host: str
+    port: int
+    security: Literal["tls", "starttls", "none"]
+    username: str
+    password: str
+    timeout_s: float = 30.0
+
+
+class Pop3Session:
+    def __init__(self, account: Pop3Account, tls_context: ssl.SSLContext | None = None):
+        self.account = account
+        self.tls_context = tls_context or ssl.create_default_context()
+        self._client: poplib.POP3 | None = None
+
+    # --- session --------------------------------------------------------------------------------
+    def open(self) -> "Pop3Session":
+        account = self.account
+        try:
+            if account.security == "tls":
+                client = poplib.POP3_SSL(account.host, account.port, timeout=account.timeout_s,
+                                         context=self.tls_context)
+            else:
+                client = poplib.POP3(account.host, account.port, timeout=account.timeout_s)
+                if account.security == "starttls":
+                    client.stls(self.tls_context)
+        except (OSError, poplib.error_proto) as exc:
+            raise Pop3Unavailable(f"cannot connect to {account.host}:{account.port}: {_describe(exc)}") from exc
+        self._client = client
+        try:
+            client.user(account.username)
+            client.pass_(account.password)
+        except poplib.error_proto as exc:
+            self.abort()
+            raise Pop3AuthError(f"{account.host} refused the login of {account.username}: {_describe(exc)}") from exc
+        except OSError as exc:
+            self.abort()
+            raise Pop3Unavailable(f"{account.host} broke off the login: {_describe(exc)}") from exc
+        return self
+
+    def quit(self) -> None:
+        """End the session normally: the server now removes what DELE marked."""
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (OSError, poplib.error_proto):
+                pass
+            self._client = None
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT: nothing marked for deletion is removed."""
+        if self._client is not None:
+            try:
+                self._client.close()
+            except OSError:
+                pass
+            self._client = None
+
+    # --- commands -------------------------------------------------------------------------------
+    def uidls(self) -> list[tuple[int, str]]:
+        """(message number, unique id) of every message, in the server's order."""
+        _, lines, _ = self._call(lambda c: c.uidl())
+        listing = []
+        for line in lines:
+            number, _, uid = line.decode("ascii", "replace").partition(" ")
+            listing.append((int(number), uid.strip()))
+        return listing
+
+    def retrieve(self, number: int) -> bytes:
+        _, lines, _ = self._call(lambda c: c.retr(number))
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def delete(self, number: int) -> None:
+        self._call(lambda c: c.dele(number))
+
+    def _call(self, command):
+        if self._client is None:
+            raise Pop3Unavailable("no open session")
+        try:
+            return command(self._client)
+        except (OSError, poplib.error_proto, EOFError) as exc:
+            self.abort()
+            raise Pop3Unavailable(f"{self.account.host}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, poplib.error_proto) and exc.args and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode("utf-8", "replace")
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__
