@@ -103,7 +103,7 @@ class Receiver:
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def url(self, path: str = "/notify") -> str:
@@ -115,7 +115,7 @@ class Receiver:
         status, kind, text = {
             "echo": (200, "text/plain", token),
             "slow": (200, "text/plain", token),
-            "json": (200, "application/json", json.dumps(token)),
+            "json": (200, "application/json", token),  # the right text, the wrong type
             "wrong": (200, "text/plain", "not the token"),
             "error": (500, "text/plain", "broken"),
         }[self.handshake]
