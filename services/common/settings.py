@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     consumer_max_poll_interval_ms: int = 300_000
     consumer_rebalance_timeout_ms: int = 10_000
 
+    metrics_port: int = Field(0, ge=0, le=65535, description="workers serve /metrics here; 0: off")
+
     # --- ingest -------------------------------------------------------------------------------
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080

@@ -64,6 +64,10 @@ def run_worker(app: faust.App, settings: Settings, name: str, extra_topics: tupl
     configure_logging(settings, name)
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
                               settings.topic_replication, extra_topics))
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
     log.info("worker starting", worker=name, bootstrap=settings.kafka_bootstrap_servers)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
