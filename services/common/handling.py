@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
+import structlog
 from pydantic import ValidationError
 
 from schemas.base import Message
@@ -56,6 +57,18 @@ def describe_validation_error(model: type[Message], exc: ValidationError) -> str
     return f"invalid {model.__name__}: " + "; ".join(problems)
 
 
+def _log_context(message: Message | None, record: InboundRecord) -> dict:
+    """What every log line about this message names: its origin, and the org, user and integration."""
+    context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    for field in ("org_id", "user_id", "integration"):
+        value = getattr(message, field, None)
+        if value is not None:
+            context[field] = getattr(value, "value", value)
+    if "user_id" not in context and getattr(message, "owner_id", None):
+        context["user_id"] = message.owner_id
+    return context
+
+
 class MessageHandler:
     """Wraps a worker's handler function; calling it with a record never raises (but for shutdown)."""
 
@@ -77,6 +90,7 @@ class MessageHandler:
         attempts = 1
         try:
             message = self._decode(record)
+            context = _log_context(message, record)
 
             def count_retry(attempt: int, exc: TransientError, wait: float) -> None:
                 nonlocal attempts
@@ -84,7 +98,8 @@ class MessageHandler:
                 HANDLER_RETRIES.labels(self.worker, record.topic).inc()
                 log.warning("transient failure, retrying", attempt=attempt, wait_s=round(wait, 3), error=str(exc))
 
-            await retry_async(lambda: self.handle(message, record), self.policy, on_retry=count_retry)
+            with structlog.contextvars.bound_contextvars(**context):
+                await retry_async(lambda: self.handle(message, record), self.policy, on_retry=count_retry)
         except asyncio.CancelledError:
             raise
         except ValidationError as exc:

@@ -9,7 +9,7 @@ import structlog
 from services.common.settings import Settings
 
 
-def configure_logging(settings: Settings, service: str) -> None:
+def configure_logging(settings: Settings, service: str, stream=None) -> None:
     as_json = settings.log_format == "json" or (settings.log_format == "auto" and settings.env == "production")
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
@@ -22,7 +22,7 @@ def configure_logging(settings: Settings, service: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
