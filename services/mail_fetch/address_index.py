@@ -15,7 +15,7 @@ it, whichever partitions it owns, so it lives in Redis rather than in a worker's
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 

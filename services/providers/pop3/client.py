@@ -45,7 +45,7 @@ class Pop3Session:
         self._client: poplib.POP3 | None = None
 
     # --- session --------------------------------------------------------------------------------
-    def open(self) -> "Pop3Session":
+    def open(self) -> Pop3Session:
         account = self.account
         try:
             if account.security == "tls":

@@ -1,0 +1,100 @@
+"""One pass over a POP3 mailbox: list by UIDL, RETR what was not seen, publish, remember, maybe DELE.
+
+Messages go out in batches (bounded in count and bytes); a batch's UIDLs are remembered only once
+its commands are on the bus, so a crash refetches at most one batch, whose commands carry the same
+idempotency keys. A stop request is honoured between two RETRs: what was fetched is delivered and
+the session ends with QUIT. DELE happens only when the configuration asks, after the message is
+safely remembered, and also for seen messages a crashed session never got to delete.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+
+import redis.asyncio as aioredis
+
+from schemas import IntegrationConfig, Pop3Mailbox
+from services.common.secrets import SecretBox, SecretBoxError
+from services.mail_fetch.commands import MailboxRef
+from services.mail_fetch.delivery import FetchedMessage, MessageSink
+from services.mail_fetch.mail_state import SeenMessages
+from services.mail_fetch.mailbox_poller import MailboxAuthFailed
+from services.providers.pop3 import Pop3Account, Pop3AuthError, Pop3Session
+
+BATCH_MESSAGES = 100
+BATCH_BYTES = 32 * 1024 * 1024
+
+
+def pop3_mailbox_name(mailbox: Pop3Mailbox) -> str:
+    return mailbox.username if "@" in mailbox.username else f"{mailbox.username}@{mailbox.host}"
+
+
+class Pop3Fetcher:
+    def __init__(self, sink: MessageSink, redis: aioredis.Redis, secrets: SecretBox,
+                 tls_context: ssl.SSLContext | None = None, batch_messages: int = BATCH_MESSAGES):
+        self.sink = sink
+        self.redis = redis
+        self.secrets = secrets
+        self.tls_context = tls_context
+        self.batch_messages = batch_messages
+
+    async def fetch(self, config: IntegrationConfig, stopping: threading.Event) -> int:
+        """Fetch what is new; returns how many messages were delivered."""
+        box: Pop3Mailbox = config.mailbox
+        try:
+            password = self.secrets.decrypt(box.password_encrypted)
+        except SecretBoxError as exc:
+            raise MailboxAuthFailed(f"the stored password cannot be decrypted: {exc}") from exc
+        session = Pop3Session(Pop3Account(box.host, box.port, box.security, box.username, password),
+                              self.tls_context)
+        try:
+            await asyncio.to_thread(session.open)
+        except Pop3AuthError as exc:
+            raise MailboxAuthFailed(str(exc)) from exc
+        try:
+            delivered = await self._fetch_new(config, box, session, stopping)
+        except BaseException:
+            await asyncio.to_thread(session.abort)
+            raise
+        await asyncio.to_thread(session.quit)
+        return delivered
+
+    async def _fetch_new(self, config: IntegrationConfig, box: Pop3Mailbox, session: Pop3Session,
+                         stopping: threading.Event) -> int:
+        mailbox = MailboxRef(config.org_id, config.user_id, pop3_mailbox_name(box), config.mailbox_mode)
+        seen = SeenMessages(self.redis, config.org_id, config.user_id, f"pop3:{box.host}:{box.port}:{box.username}")
+        listing = await asyncio.to_thread(session.uidls)
+        unseen = set(await seen.unseen([uid for _, uid in listing]))
+        if box.delete_after_fetch:
+            await asyncio.to_thread(_delete, session, [n for n, uid in listing if uid not in unseen])
+        else:
+            await seen.forget_missing([uid for _, uid in listing])
+        todo = [(n, uid) for n, uid in listing if uid in unseen]
+        delivered = 0
+        while todo and not stopping.is_set():
+            fetched, todo = await asyncio.to_thread(self._retrieve_batch, session, todo, stopping)
+            await self.sink.deliver(mailbox, fetched)
+            await seen.mark(f.source_id for f in fetched)
+            if box.delete_after_fetch:
+                uids = {f.source_id for f in fetched}
+                await asyncio.to_thread(_delete, session, [n for n, uid in listing if uid in uids])
+            delivered += len(fetched)
+        return delivered
+
+    def _retrieve_batch(self, session: Pop3Session, todo: list[tuple[int, str]], stopping: threading.Event):
+        """RETR up to a batch (in a thread); returns the messages and what is left to do."""
+        fetched: list[FetchedMessage] = []
+        size = 0
+        for index, (number, uid) in enumerate(todo):
+            if stopping.is_set() or len(fetched) >= self.batch_messages or size >= BATCH_BYTES:
+                return fetched, todo[index:]
+            raw = session.retrieve(number)
+            fetched.append(FetchedMessage(source_id=uid, raw=raw))
+            size += len(raw)
+        return fetched, []
+
+
+def _delete(session: Pop3Session, numbers: list[int]) -> None:
+    for number in numbers:
+        session.delete(number)
