@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     gmail_push_token: str = Field("crmsync-dev-gmail-push-token", description="?token= on the Pub/Sub push URL")
     webhook_dedupe_ttl_s: int = Field(86_400, description="how long a delivery id is remembered")
 
+    # --- providers: the real hosts by default; the local stack and tests point them at the sandbox --------
+    google_api_base_url: str = Field("https://www.googleapis.com", description="Calendar, Drive, Gmail APIs")
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_client_id: str = ""
+    google_client_secret: str = ""
+    microsoft_authority_base_url: str = Field("https://login.microsoftonline.com", description="+ /{tenant}")
+    microsoft_graph_base_url: str = "https://graph.microsoft.com"
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = ""
+    provider_ca_bundle: str | None = Field(None, description="CA file to trust for provider TLS (the sandbox CA)")
+
     # --- state --------------------------------------------------------------------------------
     fernet_keys: str = Field(
         DEV_FERNET_KEY, description="comma-separated Fernet keys; the first encrypts, all decrypt (rotation)"

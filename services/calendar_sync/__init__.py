@@ -1,0 +1,1 @@
+"""calendar_sync: Google Calendar and Microsoft 365 calendars <-> CRM events, on one engine."""
