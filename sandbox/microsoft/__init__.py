@@ -2,7 +2,9 @@
 view and delta, subscriptions with notifications, JSON batching). `routers(sandbox)` returns them all.
 
 Per-account data lives in memory in the stores made here; each registers with `sandbox.state.on_reset`
-so that `/_sandbox/reset` clears it.
+so that `/_sandbox/reset` clears it. Route handlers are `async def`: the stores are in memory and answer in
+well under a millisecond, less than a hop to the threadpool costs (measured: 225 -> 390 creates/s); the
+stores still hold a lock, for the threads that deliver notifications and for any sync caller.
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def router(sandbox, events: EventStore) -> APIRouter:
 
     @api.get("/v1.0/users/{user_id}/calendarView/delta")
     @api.get("/v1.0/me/calendarView/delta")
-    def calendar_view_delta(request: Request, user_id: str = "me"):
+    async def calendar_view_delta(request: Request, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         params = request.query_params
         refused = [p for p in _REFUSED if p in params]
@@ -123,7 +123,7 @@ def router(sandbox, events: EventStore) -> APIRouter:
         return JSONResponse(answer, headers=applied_preferences(request, maxpagesize=applied))
 
     @api.post("/_sandbox/microsoft/users/{user_id}/invalidate-delta-tokens", tags=["sandbox control"])
-    def invalidate_delta_tokens(user_id: str) -> dict:
+    async def invalidate_delta_tokens(user_id: str) -> dict:
         """Make every delta/skip token of the user unknown, as when Outlook drops its sync state."""
         account = find_user(sandbox, user_id)
         if account is None:

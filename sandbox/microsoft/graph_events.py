@@ -95,14 +95,14 @@ def router(sandbox, events: EventStore) -> APIRouter:
 
     @api.post("/users/{user_id}/events", status_code=201)
     @api.post("/me/events", status_code=201)
-    def create_event(request: Request, body: Annotated[dict, Body()], user_id: str = "me"):
+    async def create_event(request: Request, body: Annotated[dict, Body()], user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         record, _ = events.create(account, body)
         return entity(request, account.id, record, status=201)
 
     @api.get("/users/{user_id}/events")
     @api.get("/me/events")
-    def list_events(request: Request, user_id: str = "me"):
+    async def list_events(request: Request, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         params = request.query_params
         if "$orderby" in params or "$search" in params:
@@ -125,26 +125,26 @@ def router(sandbox, events: EventStore) -> APIRouter:
 
     @api.get("/users/{user_id}/events/{event_id}")
     @api.get("/me/events/{event_id}")
-    def get_event(request: Request, event_id: str, user_id: str = "me"):
+    async def get_event(request: Request, event_id: str, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         return entity(request, account.id, events.get(account.id, event_id))
 
     @api.patch("/users/{user_id}/events/{event_id}")
     @api.patch("/me/events/{event_id}")
-    def update_event(request: Request, event_id: str, body: Annotated[dict, Body()], user_id: str = "me"):
+    async def update_event(request: Request, event_id: str, body: Annotated[dict, Body()], user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         return entity(request, account.id, events.update(account, event_id, body))
 
     @api.delete("/users/{user_id}/events/{event_id}", status_code=204)
     @api.delete("/me/events/{event_id}", status_code=204)
-    def delete_event(request: Request, event_id: str, user_id: str = "me"):
+    async def delete_event(request: Request, event_id: str, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
         events.delete(account, event_id)
         return Response(status_code=204)
 
     @api.get("/users/{user_id}/calendarView")
     @api.get("/me/calendarView")
-    def calendar_view(request: Request, user_id: str = "me"):
+    async def calendar_view(request: Request, user_id: str = "me"):
         """Instances overlapping the window: single events, and occurrences of series expanded."""
         _, account = mailbox_owner(sandbox, request, user_id)
         params = request.query_params

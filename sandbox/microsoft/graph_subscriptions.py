@@ -212,7 +212,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return sub.resource_json(request)
 
     @api.get("/v1.0/subscriptions")
-    def list_subscriptions(request: Request) -> dict:
+    async def list_subscriptions(request: Request) -> dict:
         grant = graph_grant(sandbox, request)
         with book.lock:
             subs = list(book.by_id.values())
@@ -220,7 +220,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return {"@odata.context": f"{base_url(request)}/v1.0/$metadata#subscriptions", "value": value}
 
     @api.get("/v1.0/subscriptions/{subscription_id}")
-    def get_subscription(request: Request, subscription_id: str) -> dict:
+    async def get_subscription(request: Request, subscription_id: str) -> dict:
         return owned(request, subscription_id).resource_json(request)
 
     @api.patch("/v1.0/subscriptions/{subscription_id}")
@@ -237,14 +237,14 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return sub.resource_json(request)
 
     @api.delete("/v1.0/subscriptions/{subscription_id}", status_code=204)
-    def delete(request: Request, subscription_id: str):
+    async def delete(request: Request, subscription_id: str):
         sub = owned(request, subscription_id)
         with book.lock:
             book.by_id.pop(sub.id, None)
         return Response(status_code=204)
 
     @api.post("/v1.0/subscriptions/{subscription_id}/reauthorize")
-    def reauthorize(request: Request, subscription_id: str):
+    async def reauthorize(request: Request, subscription_id: str):
         owned(request, subscription_id).needs_reauthorization = False
         return Response(status_code=200)
 
@@ -256,7 +256,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return sub
 
     @api.post("/_sandbox/microsoft/subscriptions/{subscription_id}/lifecycle", status_code=202, tags=["sandbox control"])
-    def send_lifecycle(subscription_id: str, body: Annotated[dict, Body()]) -> dict:
+    async def send_lifecycle(subscription_id: str, body: Annotated[dict, Body()]) -> dict:
         """Post a lifecycle notification as Graph would; subscriptionRemoved also removes the subscription."""
         sub = control_subscription(subscription_id)
         event = body.get("event")
@@ -272,7 +272,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return {"queued": event}
 
     @api.post("/_sandbox/microsoft/subscriptions/{subscription_id}/expire", tags=["sandbox control"])
-    def expire(subscription_id: str) -> dict:
+    async def expire(subscription_id: str) -> dict:
         """Expire now: no more notifications, the API answers 404; subscriptionRemoved goes to the lifecycle URL."""
         sub = control_subscription(subscription_id)
         sub.expires_at = dt.datetime.now(dt.UTC)
@@ -281,7 +281,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         return {"expired": sub.id, "expirationDateTime": sub.expiration()}
 
     @api.get("/_sandbox/microsoft/subscriptions", tags=["sandbox control"])
-    def all_subscriptions() -> list[dict]:
+    async def all_subscriptions() -> list[dict]:
         with book.lock:
             return [
                 {"id": s.id, "resource": s.resource, "active": s.active(), "needsReauthorization": s.needs_reauthorization,
@@ -290,11 +290,11 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
             ]
 
     @api.get("/_sandbox/microsoft/deliveries", tags=["sandbox control"])
-    def deliveries() -> list[dict]:
+    async def deliveries() -> list[dict]:
         return courier.deliveries()
 
     @api.patch("/_sandbox/microsoft/settings", tags=["sandbox control"])
-    def settings(body: Annotated[dict, Body()]) -> dict:
+    async def settings(body: Annotated[dict, Body()]) -> dict:
         """Shorten the handshake or delivery timeouts for a test; /_sandbox/reset restores them."""
         unknown = set(body) - set(DeliverySettings.__dataclass_fields__)
         if unknown:

@@ -89,7 +89,7 @@ def router(sandbox) -> APIRouter:
     api = APIRouter(prefix="/v1.0", tags=["graph users"])
 
     @api.get("/users")
-    def list_users(request: Request) -> dict:
+    async def list_users(request: Request) -> dict:
         grant = graph_grant(sandbox, request)
         params = request.query_params
         if "$filter" in params or "$search" in params or "$orderby" in params:
@@ -118,7 +118,7 @@ def router(sandbox) -> APIRouter:
 
     @api.get("/users/{user_id}")
     @api.get("/me")
-    def get_user(request: Request, user_id: str = "me") -> dict:
+    async def get_user(request: Request, user_id: str = "me") -> dict:
         grant = graph_grant(sandbox, request)
         account = _resolve(sandbox, grant, user_id, mailbox=False)
         resource = select(user_resource(account), request.query_params.get("$select"))

@@ -47,7 +47,7 @@ def router(sandbox) -> APIRouter:
     api = APIRouter(tags=["microsoft identity"])
 
     @api.get("/{tenant}/v2.0/.well-known/openid-configuration")
-    def openid_configuration(tenant: str, request: Request) -> dict:
+    async def openid_configuration(tenant: str, request: Request) -> dict:
         identity.require_tenant(tenant)
         base = str(request.base_url).rstrip("/")
         issuer_tenant = "{tenantid}" if tenant in SHARED_TENANTS else tenant
@@ -70,12 +70,12 @@ def router(sandbox) -> APIRouter:
         }
 
     @api.get("/{tenant}/discovery/v2.0/keys")
-    def keys(tenant: str) -> dict:
+    async def keys(tenant: str) -> dict:
         identity.require_tenant(tenant)
         return identity.jwks()
 
     @api.get("/{tenant}/oauth2/v2.0/authorize")
-    def authorize(tenant: str, request: Request):
+    async def authorize(tenant: str, request: Request):
         identity.require_tenant(tenant)
         params = dict(request.query_params)
         app = identity.require_client(tenant, params.get("client_id"))
@@ -105,7 +105,7 @@ def router(sandbox) -> APIRouter:
         return _answer(redirect_uri, mode, reply)
 
     @api.get("/{tenant}/adminconsent")
-    def admin_consent(tenant: str, request: Request):
+    async def admin_consent(tenant: str, request: Request):
         identity.require_tenant(tenant)
         params = dict(request.query_params)
         app = identity.require_client(tenant, params.get("client_id"))

@@ -1,0 +1,154 @@
+"""Microsoft Graph sandbox throughput: event creates per second, single and through JSON $batch.
+
+The sandbox runs as its own process (`python -m sandbox`), so client and server do not share a GIL. The
+token is app-only, taken by MSAL from the sandbox's identity endpoint over TLS (trusting the sandbox CA).
+Measured: single creates one after another on one requests.Session, single creates from a few threads
+(a Session each), and $batch requests of 20 creates (Graph's maximum), one after another.
+
+Baseline, in the same run: the same sequential creates against a bare FastAPI app on the same uvicorn
+that only echoes the body (`echo_app`), so that the ratio means the same on a fast or a busy machine.
+"""
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import msal
+import requests
+from fastapi import Body, FastAPI
+
+from bench._infra import free_port, service
+
+SEQUENTIAL_CREATES = 1_000
+THREADS = 4
+THREADED_CREATES = 2_000
+BATCHED_CREATES = 4_000
+BATCH_SIZE = 20
+SCOPE = "https://graph.microsoft.com/.default"
+EXTENDED_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name CrmId"
+
+_numbers = itertools.count()
+
+
+def _event() -> dict:
+    n = next(_numbers)
+    return {
+        "subject": f"Meeting {n}",
+        "body": {"contentType": "text", "content": "Agenda"},
+        "start": {"dateTime": "2030-01-07T10:00:00", "timeZone": "W. Europe Standard Time"},
+        "end": {"dateTime": "2030-01-07T11:00:00", "timeZone": "W. Europe Standard Time"},
+        "location": {"displayName": "Room 1"},
+        "transactionId": f"bench-{n}",
+        "singleValueExtendedProperties": [{"id": EXTENDED_ID, "value": str(n)}],
+    }
+
+
+def _session(token: str) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def _create(events_url: str, token: str, count: int) -> None:
+    session = _session(token)
+    for _ in range(count):
+        answer = session.post(events_url, json=_event())
+        if answer.status_code != 201:
+            raise RuntimeError(f"create answered {answer.status_code}: {answer.text[:200]}")
+
+
+def _per_second(count: int, work) -> float:
+    started = time.perf_counter()
+    work()
+    return round(count / (time.perf_counter() - started))
+
+
+def _threaded(events_url: str, token: str) -> float:
+    per_thread = THREADED_CREATES // THREADS
+
+    def work() -> None:
+        with ThreadPoolExecutor(THREADS) as pool:
+            for done in [pool.submit(_create, events_url, token, per_thread) for _ in range(THREADS)]:
+                done.result()
+
+    return _per_second(per_thread * THREADS, work)
+
+
+def _batched(base_url: str, user_id: str, token: str) -> float:
+    session = _session(token)
+    bodies = [
+        {"requests": [{"id": str(i), "method": "POST", "url": f"/users/{user_id}/events",
+                       "headers": {"Content-Type": "application/json"}, "body": _event()} for i in range(BATCH_SIZE)]}
+        for _ in range(BATCHED_CREATES // BATCH_SIZE)
+    ]
+
+    def work() -> None:
+        for body in bodies:
+            statuses = {r["status"] for r in session.post(f"{base_url}/v1.0/$batch", json=body).json()["responses"]}
+            if statuses != {201}:
+                raise RuntimeError(f"batched creates answered {statuses}")
+
+    return _per_second(BATCH_SIZE * len(bodies), work)
+
+
+def echo_app():
+    """The baseline server (uvicorn factory): parse the JSON body, answer it back with 201."""
+    app = FastAPI()
+
+    @app.get("/ready")
+    async def ready() -> dict:
+        return {}
+
+    @app.post("/v1.0/users/{user_id}/events", status_code=201)
+    async def create(user_id: str, body: Annotated[dict, Body()]) -> dict:
+        return {"id": user_id, **body}
+
+    return app
+
+
+def _baseline_rate() -> float:
+    port = free_port()
+    env = {"UVICORN_APP": "bench.sandbox_graph:echo_app", "UVICORN_FACTORY": "true", "UVICORN_PORT": str(port),
+           "UVICORN_LOG_LEVEL": "warning", "UVICORN_NO_ACCESS_LOG": "true"}
+    with service("uvicorn", env, ready_url=f"http://127.0.0.1:{port}/ready"):
+        events_url = f"http://127.0.0.1:{port}/v1.0/users/bench/events"
+        _create(events_url, "none", 50)
+        return _per_second(SEQUENTIAL_CREATES, lambda: _create(events_url, "none", SEQUENTIAL_CREATES))
+
+
+def run() -> dict:
+    http_port, https_port = free_port(), free_port()
+    base_url, identity_url = f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
+    tls_dir = tempfile.mkdtemp(prefix="sandbox-tls-")
+    env = {"SANDBOX_HTTP_PORT": str(http_port), "SANDBOX_HTTPS_PORT": str(https_port), "SANDBOX_TLS_DIR": tls_dir}
+    with service("sandbox", env, ready_url=f"{base_url}/_sandbox/counters"):
+        user = httpx.post(f"{base_url}/_sandbox/accounts", json={"provider": "microsoft", "email": "bench@contoso.test"}).json()
+        identity = requests.Session()
+        identity.trust_env, identity.verify = False, str(Path(tls_dir) / "ca.pem")
+        app = msal.ConfidentialClientApplication(
+            user["client_id"], client_credential=user["client_secret"], authority=f"{identity_url}/{user['tenant_id']}",
+            http_client=identity, instance_discovery=False,
+        )
+        token = app.acquire_token_for_client([SCOPE])["access_token"]
+        events_url = f"{base_url}/v1.0/users/{user['id']}/events"
+        _create(events_url, token, 50)  # warm up: imports, connections
+        figures = {
+            "single_sequential_creates_per_s": _per_second(SEQUENTIAL_CREATES, lambda: _create(events_url, token, SEQUENTIAL_CREATES)),
+            f"single_creates_per_s_{THREADS}_threads": _threaded(events_url, token),
+            f"batched_creates_per_s_batch_{BATCH_SIZE}": _batched(base_url, user["id"], token),
+        }
+    baseline = _baseline_rate()
+    figures["baseline_echo_posts_per_s"] = baseline
+    figures["sequential_ratio_to_baseline"] = round(figures["single_sequential_creates_per_s"] / baseline, 2)
+    print(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    run()
