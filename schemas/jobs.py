@@ -14,6 +14,7 @@ class SyncJobKind(StrEnum):
     INCREMENTAL = "incremental"
     RENEW_WATCH = "renew_watch"  # a channel or subscription about to expire
     DISABLE = "disable"  # the configuration was disabled or deleted
+    PREVIEW = "preview"  # count what enabling would do, write nothing
 
 
 class SyncJob(Message):

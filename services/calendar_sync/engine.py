@@ -1,0 +1,332 @@
+"""The calendar sync engine: one user's calendar at one provider <-> that user's CRM events.
+
+It is the same for Google and Microsoft: it speaks to a `CalendarProvider` (ports.py), decides with
+the pure rules and mapping, keeps its state in the stores, and writes back to the CRM by publishing
+commands. Each public method is one unit of work a worker runs for one message, in order per user;
+every write it makes is idempotent, so a message handled twice (a redelivery after a crash) changes
+nothing the second time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from schemas import CrmChange, CrmCommand, CrmModule, DeleteRecord, Direction, IntegrationConfig, UpsertRecord
+from services.calendar_sync import mapping, rules
+from services.calendar_sync.model import Attendee, CanonicalEvent
+from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
+from services.calendar_sync.store import CrmIndex, EventMapping, MappingStore, PendingCreation, PendingCreations, ScopeState
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+CORRELATION_PREFIX = "calendar_sync:"
+
+
+def is_our_correlation(correlation_id: str | None) -> bool:
+    return bool(correlation_id) and correlation_id.startswith(CORRELATION_PREFIX)
+
+
+def _parse_time(value: str | None) -> dt.datetime:
+    if not value:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one unit of work did, for logs, tests and the preview."""
+
+    pushed: int = 0
+    pulled: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+
+
+CommandPublisher = Callable[[CrmCommand], Awaitable[None]]
+
+
+class CalendarEngine:
+    def __init__(self, redis, publish_command: CommandPublisher, now: Callable[[], dt.datetime] | None = None):
+        self.redis = redis
+        self.publish_command = publish_command
+        self.index = CrmIndex(redis)
+        self.pending = PendingCreations(redis)
+        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    # --- the CRM's side ---------------------------------------------------------------------------
+
+    async def observe_crm_change(self, change: CrmChange) -> bool:
+        """Index a CRM change; True when it is ours coming back (an echo), which is not synced again."""
+        if change.module == CrmModule.CONTACTS:
+            await self.index.record_contact(change)
+        if change.module != CrmModule.EVENTS:
+            return False
+        await self.index.record_event(change)
+        if not is_our_correlation(change.correlation_id):
+            return False
+        pending = await self.pending.take(change.correlation_id)
+        if pending is not None:  # the CRM created the event we asked for: now both ids are known
+            maps = MappingStore(self.redis, pending.scope)
+            previous = await maps.by_crm_id(change.record_id)
+            crm_event = mapping.crm_to_canonical(change.fields).event
+            await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
+                                         crm_event.fingerprint() if crm_event else None,
+                                         pending.provider_fingerprint, pending.etag), previous)
+        return True
+
+    async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
+                              provider: CalendarProvider) -> SyncReport:
+        """A CRM event changed: write it to the provider at once (merging with the provider's edits)."""
+        decision = rules.crm_change_decision(change, config, is_our_correlation)
+        if not decision.sync:
+            log.info("crm change not synced", record_id=change.record_id, reason=decision.reason)
+            return SyncReport(skipped=1)
+        maps = MappingStore(self.redis, config.key)
+        current = await maps.by_crm_id(change.record_id)
+        if change.op == "deleted":
+            if current is not None:
+                await provider.delete(current.provider_id)
+                await maps.remove(current)
+                return SyncReport(deleted=1)
+            return SyncReport(skipped=1)
+        mapped = mapping.crm_to_canonical(change.fields)
+        if mapped.problems:
+            log.warning("crm event mapped with problems", record_id=change.record_id, problems=mapped.problems)
+        crm_event = mapped.event
+        if current is not None and current.crm_fingerprint == crm_event.fingerprint():
+            return SyncReport(skipped=1)  # nothing the provider holds has changed
+        target, to_crm, conflicts = crm_event, False, ()
+        if current is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
+            remote = await provider.find_by_crm_id(change.record_id)
+            if remote is not None and remote.event is not None \
+                    and remote.event.fingerprint() != current.provider_fingerprint:
+                merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
+                                              _parse_time(remote.updated_at))
+                target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
+        result = await provider.upsert(change.record_id, target, current.provider_id if current else None)
+        if to_crm:
+            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}")
+        await self._log_conflicts(config, change.record_id, conflicts)
+        written = result.written or target
+        await maps.save(EventMapping(change.record_id, result.provider_id, target,
+                                     target.fingerprint() if to_crm else crm_event.fingerprint(),
+                                     written.fingerprint(), result.etag), current)
+        return SyncReport(pushed=1, conflicts=len(conflicts))
+
+    # --- the provider's side ----------------------------------------------------------------------
+
+    async def pull(self, config: IntegrationConfig, provider: CalendarProvider, own_address: str) -> SyncReport:
+        """A push said something changed: pull the changes since the cursor (a full sync without one)."""
+        state = ScopeState(self.redis, config.key)
+        cursor = await state.cursor()
+        if cursor is None:
+            return await self.full_sync(config, provider, own_address, reason="no sync cursor")
+        try:
+            report, final = await self._pull_pages(config, provider, own_address, cursor)
+        except CursorExpired:
+            log.warning("sync cursor expired: full resync", scope=config.key)
+            await state.set_cursor(None)
+            return await self.full_sync(config, provider, own_address, reason="cursor expired")
+        await state.set_cursor(final)
+        return report
+
+    async def _pull_pages(self, config, provider, own_address, cursor) -> tuple[SyncReport, str]:
+        pulled = deleted = conflicts = 0
+        page_token = None
+        while True:
+            page = await provider.list_changes(cursor, config.caps.initial_window_days,
+                                               config.caps.incremental_page_cap, page_token)
+            for remote in page.events:
+                outcome = await self.apply_provider_event(config, provider, remote, own_address)
+                pulled += outcome == "pulled"
+                deleted += outcome == "deleted"
+                conflicts += outcome == "conflict"
+            if page.final_cursor is not None or page.next_cursor is None:
+                return SyncReport(pulled=pulled, deleted=deleted, conflicts=conflicts), page.final_cursor or cursor
+            page_token = page.next_cursor
+
+    async def apply_provider_event(self, config: IntegrationConfig, provider: CalendarProvider,
+                                   remote: ProviderEvent, own_address: str) -> str:
+        maps = MappingStore(self.redis, config.key)
+        current = await maps.by_provider_id(remote.provider_id)
+        if current is None and remote.crm_record_id:
+            current = await maps.by_crm_id(remote.crm_record_id)
+        if remote.event is None or remote.event.cancelled:
+            if current is None:
+                return "skipped"
+            if config.direction != Direction.CRM_TO_PROVIDER:
+                await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
+                                 f"delete:{current.crm_id}")
+            await maps.remove(current)
+            return "deleted"
+        if current is not None and rules.provider_change_is_echo(remote.event, current.provider_fingerprint):
+            return "skipped"
+        if config.direction == Direction.CRM_TO_PROVIDER:
+            if current is None and remote.crm_record_id:  # ours, mapping lost: link it again
+                await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, remote.event, None,
+                                             remote.event.fingerprint(), remote.etag), None)
+            return "skipped"
+        if config.guests_as_contacts:
+            await self._add_guests_as_contacts(config, remote.event.attendees, own_address)
+        if current is None:
+            return await self._link_or_create(config, remote, own_address, maps)
+        return await self._merge_into_crm(config, provider, remote, current, maps)
+
+    async def _merge_into_crm(self, config, provider, remote: ProviderEvent, current: EventMapping,
+                              maps: MappingStore) -> str:
+        indexed = await self.index.event(config.org_id, config.user_id, current.crm_id)
+        target, to_provider, conflicts = remote.event, False, ()
+        if indexed is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
+            crm_change, _ = indexed
+            try:
+                crm_event = mapping.crm_to_canonical(crm_change.fields).event
+            except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
+                crm_event = current.snapshot
+            merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, crm_change.modified_at,
+                                          _parse_time(remote.updated_at))
+            target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
+        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}")
+        provider_fingerprint, etag = remote.event.fingerprint(), remote.etag
+        if to_provider:
+            result = await provider.upsert(current.crm_id, target, remote.provider_id)
+            provider_fingerprint, etag = (result.written or target).fingerprint(), result.etag
+        await self._log_conflicts(config, current.crm_id, conflicts)
+        await maps.save(EventMapping(current.crm_id, remote.provider_id, target, target.fingerprint(),
+                                     provider_fingerprint, etag), current)
+        return "conflict" if conflicts else "pulled"
+
+    async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
+        """A provider event we have no mapping for: ours with a lost mapping, a shared meeting, or new."""
+        event = remote.event
+        if remote.crm_record_id and await self.index.event(config.org_id, config.user_id, remote.crm_record_id):
+            await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, event, None,
+                                         event.fingerprint(), remote.etag), None)
+            return "linked"
+        meeting = rules.meeting_key(event)
+        owner = config.user_id
+        external_ref = f"{config.integration.value}:{remote.provider_id}"
+        fields = mapping.canonical_to_crm(event)
+        if meeting:
+            external_ref = f"meeting:{_digest(meeting)}"
+            owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id)
+            if owner != config.user_id:  # someone else's copy of the meeting exists: join it
+                fields = {"Participants": fields.get("Participants", [])}
+                fields["Participants"] = _with_participant(fields["Participants"], own_address)
+        correlation_id = CORRELATION_PREFIX + uuid.uuid4().hex
+        await self.pending.put(correlation_id, PendingCreation(config.key, remote.provider_id, event,
+                                                               event.fingerprint(), remote.etag))
+        action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
+        await self._send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
+        return "pulled"
+
+    # --- whole-calendar work ----------------------------------------------------------------------
+
+    async def full_sync(self, config: IntegrationConfig, provider: CalendarProvider, own_address: str,
+                        reason: str) -> SyncReport:
+        """The first sync, or a resync: link what exists on both sides, create what is missing, no duplicates."""
+        state = ScopeState(self.redis, config.key)
+        log.info("full sync", scope=config.key, reason=reason)
+        pulled = 0
+        final = None
+        page_token = None
+        seen = 0
+        while True:
+            page = await provider.list_changes(None, config.caps.initial_window_days,
+                                               config.caps.incremental_page_cap, page_token)
+            for remote in page.events:
+                if seen >= config.caps.initial_max_items:
+                    break
+                seen += 1
+                pulled += await self.apply_provider_event(config, provider, remote, own_address) == "pulled"
+            if page.final_cursor is not None or page.next_cursor is None:
+                final = page.final_cursor
+                break
+            page_token = page.next_cursor
+        pushed = 0
+        if config.direction != Direction.PROVIDER_TO_CRM:
+            pushed = await self._push_unsynced(config, provider)
+        await state.set_cursor(final)
+        return SyncReport(pushed=pushed, pulled=pulled)
+
+    async def _push_unsynced(self, config: IntegrationConfig, provider: CalendarProvider) -> int:
+        """The user's CRM events the provider lacks (or holds in an older version), future first."""
+        maps = MappingStore(self.redis, config.key)
+        candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]] = {}
+        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if created_source in ("import", "migration"):
+                continue  # bulk loads are never synced
+            current = await maps.by_crm_id(record_id)
+            if current is None and created_source == "integration":
+                continue  # it came from a provider: its mapping is made when the CRM's echo arrives
+            try:
+                event = mapping.crm_to_canonical(change.fields).event
+            except mapping.InvalidEvent as exc:
+                log.warning("crm event not synced", record_id=record_id, reason=str(exc))
+                continue
+            if current is None or current.crm_fingerprint != event.fingerprint():
+                candidates[record_id] = (event, current)
+        ordered = rules.first_sync_order([(rid, ev) for rid, (ev, _) in candidates.items()], self.now(),
+                                         config.caps.initial_max_items)
+        items = [(rid, candidates[rid][0], candidates[rid][1].provider_id if candidates[rid][1] else None)
+                 for rid, _ in ordered]
+        results = await provider.upsert_many(items) if items else []
+        for (record_id, event, _), result in zip(items, results):
+            if isinstance(result, Exception):
+                raise result  # the job is retried whole: upserts already done are idempotent
+            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(),
+                                         (result.written or event).fingerprint(), result.etag), candidates[record_id][1])
+        return len(items)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str) -> None:
+        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id,
+                              fields=mapping.canonical_to_crm(event))
+        await self._send(config, action, f"update:{crm_id}:{idempotency}")
+
+    async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
+        command = CrmCommand(
+            org_id=config.org_id,
+            idempotency_key=f"{config.key}:{idempotency}"[:512],
+            correlation_id=correlation_id or CORRELATION_PREFIX + uuid.uuid4().hex,
+            issued_by=config.integration.value,
+            issued_at=self.now(),
+            action=action,
+        )
+        await self.publish_command(command)
+
+    async def _log_conflicts(self, config, crm_id: str, conflicts) -> None:
+        if not conflicts:
+            return
+        entries = [{"crm_id": crm_id, "field": c.field, "crm_value": c.crm_value, "provider_value": c.provider_value,
+                    "winner": c.winner, "at": self.now().isoformat()} for c in conflicts]
+        for entry in entries:
+            log.warning("two-way conflict", **entry)
+        await ScopeState(self.redis, config.key).log_conflicts(entries)
+
+    async def _add_guests_as_contacts(self, config, attendees: tuple[Attendee, ...], own_address: str) -> None:
+        addresses = [a.email for a in attendees]
+        known = await self.index.known_contacts(config.org_id, addresses)
+        for guest in rules.guests_to_add_as_contacts(attendees, known, {own_address.lower()}):
+            if not await self.index.claim_new_contact(config.org_id, guest.email):
+                continue  # another user's sync created it first
+            name = guest.name or guest.email.split("@")[0]
+            action = UpsertRecord(module=CrmModule.CONTACTS, owner_id=config.user_id,
+                                  fields={"Email": guest.email, "Last_Name": name, "Lead_Source": "Calendar guest"},
+                                  external_ref=f"guest:{guest.email}")
+            await self._send(config, action, f"guest:{guest.email}")
+
+
+def _with_participant(participants: list[dict], address: str) -> list[dict]:
+    if any(str(p.get("Email", "")).lower() == address.lower() for p in participants):
+        return participants
+    return [*participants, {"type": "user", "Email": address.lower(), "name": "", "status": "accepted"}]

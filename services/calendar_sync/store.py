@@ -1,0 +1,257 @@
+"""calendar_sync's state in Redis: what several workers share and a restart must find again.
+
+Per user integration (`org:user:integration`, "scope" below):
+  calmap:<scope>:crm:<crm id>        the mapping: provider id, last synced snapshot, fingerprints, version
+  calmap:<scope>:prov:<digest>       provider id -> crm id (provider ids may hold any character)
+  calcursor:<scope>                  the sync token / delta link
+  calwatch:<scope>                   the open push channel (id, resource, expiry, secret)
+  calpending:<correlation id>        a CRM creation we asked for: which provider event it is for
+  calconflicts:<scope>               the last clashes of the three-way merge (newest first, capped)
+Per org:
+  calcrm:<org>:<owner>               the owner's CRM events as last announced (record id -> change JSON)
+  calcontacts:<org>                  lower-cased addresses of the org's CRM contacts
+  calmeeting:<org>:<digest>          iCalUID -> the owner of the CRM event that stands for that meeting
+A mapping is updated with compare-and-set on its version, so two writers cannot both win.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import redis.asyncio as aioredis
+
+from schemas import CrmChange
+from services.calendar_sync.model import CanonicalEvent
+from services.common.retry import TransientError
+from services.common.state import key
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    crm_id: str
+    provider_id: str
+    snapshot: CanonicalEvent | None  # both sides as they were after the last sync
+    crm_fingerprint: str | None = None  # of what the CRM holds after our last write
+    provider_fingerprint: str | None = None  # of what the provider holds after our last write
+    etag: str | None = None
+    version: int = 0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["snapshot"] = self.snapshot.model_dump(mode="json") if self.snapshot else None
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: str) -> "EventMapping":
+        data = json.loads(raw)
+        snapshot = data.pop("snapshot")
+        return cls(snapshot=CanonicalEvent.model_validate(snapshot) if snapshot else None, **data)
+
+
+class VersionConflict(TransientError):
+    """Another writer updated the mapping first: the message is handled again, and decides afresh."""
+
+
+# Compare-and-set: write the mapping and its reverse index only if the stored version is the expected one.
+_CAS = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if (current or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'mapping', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4])
+if ARGV[5] ~= '' then redis.call('DEL', ARGV[5]) end
+return 1
+"""
+
+
+class MappingStore:
+    def __init__(self, redis: aioredis.Redis, scope: str):
+        self.redis = redis
+        self.scope = scope
+        self._cas = redis.register_script(_CAS)
+
+    def _crm_key(self, crm_id: str) -> str:
+        return key("calmap", *self.scope.split(":"), "crm", crm_id)
+
+    def _provider_key(self, provider_id: str) -> str:
+        return key("calmap", *self.scope.split(":"), "prov", _digest(provider_id))
+
+    async def by_crm_id(self, crm_id: str) -> EventMapping | None:
+        raw = await self.redis.hget(self._crm_key(crm_id), "mapping")
+        return EventMapping.from_json(raw) if raw else None
+
+    async def by_provider_id(self, provider_id: str) -> EventMapping | None:
+        crm_id = await self.redis.get(self._provider_key(provider_id))
+        return await self.by_crm_id(crm_id) if crm_id else None
+
+    async def save(self, mapping: EventMapping, previous: EventMapping | None) -> EventMapping:
+        """Store `mapping` if nobody changed it since `previous` was read; returns it with its new version."""
+        expected = previous.version if previous else 0
+        saved = replace(mapping, version=expected + 1)
+        stale_reverse = ""
+        if previous and previous.provider_id != mapping.provider_id:
+            stale_reverse = self._provider_key(previous.provider_id)
+        ok = await self._cas(
+            keys=[self._crm_key(mapping.crm_id), self._provider_key(mapping.provider_id)],
+            args=[str(expected), str(saved.version), saved.to_json(), mapping.crm_id, stale_reverse],
+        )
+        if not ok:
+            raise VersionConflict(f"mapping of {mapping.crm_id} changed meanwhile")
+        return saved
+
+    async def remove(self, mapping: EventMapping) -> None:
+        await self.redis.delete(self._crm_key(mapping.crm_id), self._provider_key(mapping.provider_id))
+
+    async def all(self) -> list[EventMapping]:
+        out = []
+        async for name in self.redis.scan_iter(match=key("calmap", *self.scope.split(":"), "crm", "*"), count=500):
+            raw = await self.redis.hget(name, "mapping")
+            if raw:
+                out.append(EventMapping.from_json(raw))
+        return out
+
+    async def clear(self) -> int:
+        names = [n async for n in self.redis.scan_iter(match=key("calmap", *self.scope.split(":"), "*"), count=500)]
+        if names:
+            await self.redis.delete(*names)
+        return len(names)
+
+
+class ScopeState:
+    """The cursor, the push channel and the conflict log of one user integration."""
+
+    def __init__(self, redis: aioredis.Redis, scope: str):
+        self.redis = redis
+        self.scope = scope
+        parts = scope.split(":")
+        self._cursor = key("calcursor", *parts)
+        self._watch = key("calwatch", *parts)
+        self._conflicts = key("calconflicts", *parts)
+
+    async def cursor(self) -> str | None:
+        return await self.redis.get(self._cursor)
+
+    async def set_cursor(self, cursor: str | None) -> None:
+        if cursor is None:
+            await self.redis.delete(self._cursor)
+        else:
+            await self.redis.set(self._cursor, cursor)
+
+    async def watch(self) -> dict | None:
+        raw = await self.redis.get(self._watch)
+        return json.loads(raw) if raw else None
+
+    async def set_watch(self, channel: dict | None) -> None:
+        if channel is None:
+            await self.redis.delete(self._watch)
+        else:
+            await self.redis.set(self._watch, json.dumps(channel))
+
+    async def log_conflicts(self, entries: list[dict], keep: int = 500) -> None:
+        if not entries:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                pipe.lpush(self._conflicts, json.dumps(entry, default=str))
+            pipe.ltrim(self._conflicts, 0, keep - 1)
+            await pipe.execute()
+
+    async def conflicts(self, limit: int = 100) -> list[dict]:
+        return [json.loads(raw) for raw in await self.redis.lrange(self._conflicts, 0, limit - 1)]
+
+
+@dataclass(frozen=True)
+class PendingCreation:
+    """A CRM event we asked the CRM to create for a provider event; its id arrives with the echo."""
+
+    scope: str
+    provider_id: str
+    snapshot: CanonicalEvent
+    provider_fingerprint: str
+    etag: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+class PendingCreations:
+    def __init__(self, redis: aioredis.Redis, ttl_s: int = 7 * 86400):
+        self.redis = redis
+        self.ttl_s = ttl_s
+
+    async def put(self, correlation_id: str, pending: PendingCreation) -> None:
+        data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}
+        await self.redis.set(key("calpending", correlation_id), json.dumps(data), ex=self.ttl_s)
+
+    async def take(self, correlation_id: str) -> PendingCreation | None:
+        raw = await self.redis.getdel(key("calpending", correlation_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
+
+
+class CrmIndex:
+    """What the CRM last announced: each owner's events, and the org's contact addresses.
+
+    Built from crm.changes, so a first sync knows the CRM's events without asking the CRM.
+    """
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+
+    async def record_event(self, change: CrmChange) -> None:
+        name = key("calcrm", change.org_id, change.owner_id)
+        if change.op == "deleted":
+            await self.redis.hdel(name, change.record_id)
+            return
+        previous = await self.redis.hget(name, change.record_id)
+        entry = {"change": change.model_dump(mode="json")}
+        # How a record entered the CRM decides whether it is ever synced: keep its first source.
+        entry["created_source"] = json.loads(previous)["created_source"] if previous else change.source.value
+        await self.redis.hset(name, change.record_id, json.dumps(entry))
+
+    async def events_of(self, org_id: str, owner_id: str) -> dict[str, tuple[CrmChange, str]]:
+        raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))
+        out = {}
+        for record_id, value in raw.items():
+            entry = json.loads(value)
+            out[record_id] = (CrmChange.model_validate(entry["change"]), entry["created_source"])
+        return out
+
+    async def event(self, org_id: str, owner_id: str, record_id: str) -> tuple[CrmChange, str] | None:
+        value = await self.redis.hget(key("calcrm", org_id, owner_id), record_id)
+        if value is None:
+            return None
+        entry = json.loads(value)
+        return CrmChange.model_validate(entry["change"]), entry["created_source"]
+
+    async def record_contact(self, change: CrmChange) -> None:
+        address = str(change.fields.get("Email") or "").strip().lower()
+        if address and change.op != "deleted":
+            await self.redis.sadd(key("calcontacts", change.org_id), address)
+
+    async def claim_new_contact(self, org_id: str, address: str) -> bool:
+        """True once per address: the caller creates the contact, nobody else does."""
+        return bool(await self.redis.sadd(key("calcontacts", org_id), address.strip().lower()))
+
+    async def known_contacts(self, org_id: str, addresses: list[str]) -> set[str]:
+        if not addresses:
+            return set()
+        lowered = [a.lower() for a in addresses]
+        flags = await self.redis.smismember(key("calcontacts", org_id), lowered)
+        return {a for a, known in zip(lowered, flags) if known}
+
+    async def claim_meeting(self, org_id: str, ical_uid: str, owner_id: str) -> str:
+        """Who owns this meeting in the CRM: `owner_id` if it is the first to claim it, else the earlier one.
+
+        The same meeting on several users' calendars (one iCalUID) becomes one CRM event, owned by
+        the first user it was seen for; the others are added as its participants.
+        """
+        name = key("calmeeting", org_id, _digest(ical_uid.lower()))
+        if await self.redis.set(name, owner_id, nx=True):
+            return owner_id
+        return await self.redis.get(name)
