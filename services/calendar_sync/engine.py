@@ -8,6 +8,7 @@ nothing the second time.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -285,6 +286,45 @@ class CalendarEngine:
             await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(),
                                          (result.written or event).fingerprint(), result.etag), candidates[record_id][1])
         return len(items)
+
+    async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
+        """What enabling would do on each side, counted without writing anything."""
+        remote: dict[str, ProviderEvent] = {}
+        page_token = None
+        while len(remote) < config.caps.initial_max_items:
+            page = await provider.list_changes(None, config.caps.initial_window_days,
+                                               config.caps.incremental_page_cap, page_token)
+            remote.update({e.provider_id: e for e in page.events if e.event is not None})
+            if page.final_cursor is not None or page.next_cursor is None:
+                break
+            page_token = page.next_cursor
+        crm_events = {}
+        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if created_source in ("import", "migration"):
+                continue
+            try:
+                crm_events[record_id] = mapping.crm_to_canonical(change.fields).event
+            except mapping.InvalidEvent:
+                continue
+        maps = MappingStore(self.redis, config.key)
+        links = {m.crm_id: m.provider_id for m in await maps.all()}
+        result = rules.preview(crm_events, remote, links)
+        return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
+
+    async def remove_synced_events(self, config: IntegrationConfig, provider: CalendarProvider) -> int:
+        """Disabling Microsoft sync: the events we put there go, the CRM keeps its own."""
+        maps = MappingStore(self.redis, config.key)
+        removed = 0
+        delete_all = getattr(provider, "delete_all_synced", None)
+        if delete_all is not None:
+            removed = await delete_all()
+        else:
+            for current in await maps.all():
+                await provider.delete(current.provider_id)
+                removed += 1
+        await maps.clear()
+        await ScopeState(self.redis, config.key).set_cursor(None)
+        return removed
 
     # --- helpers ----------------------------------------------------------------------------------
 

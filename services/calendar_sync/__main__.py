@@ -1,0 +1,3 @@
+from services.calendar_sync.worker import main
+
+main()

@@ -1,0 +1,110 @@
+"""What calendar_sync's agents share in one process: Redis, the engine, providers, configurations.
+
+The agents in worker.py stay short: each turns a message into one call here. Work for one user
+integration is serialised by a per-scope lock, because the co-partitioned topics of one user
+(configs, notifications, jobs, re-keyed CRM events) are handled by the same worker but by
+different agents.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import json
+import time
+import uuid
+
+from schemas import CrmCommand, Integration, IntegrationConfig, SyncJob, SyncJobKind, user_key
+from services.calendar_sync import providers
+from services.calendar_sync.engine import CalendarEngine
+from services.calendar_sync.ports import AuthFailed, CalendarProvider
+from services.calendar_sync.watches import Watches
+from services.common.auth_status import mark_auth_failed
+from services.common.logging import get_logger
+from services.common.secrets import SecretBox
+from services.common.settings import Settings
+from services.common.state import IntegrationStatus, StatusStore, connect, key
+from services.common.tokens import TokenStore
+from services.common.topics import CRM_COMMANDS, SYNC_JOBS
+
+log = get_logger(__name__)
+
+CALENDAR_INTEGRATIONS = (Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR)
+
+
+class ConfigView:
+    """The worker's copy of each calendar configuration, from the compacted integration.configs topic."""
+
+    def __init__(self, redis):
+        self.redis = redis
+
+    def _key(self, scope: str) -> str:
+        return key("calcfg", *scope.split(":"))
+
+    async def get(self, scope: str) -> IntegrationConfig | None:
+        raw = await self.redis.get(self._key(scope))
+        return IntegrationConfig.model_validate_json(raw) if raw else None
+
+    async def put(self, scope: str, config: IntegrationConfig | None) -> None:
+        if config is None:
+            await self.redis.delete(self._key(scope))
+        else:
+            await self.redis.set(self._key(scope), config.model_dump_json())
+
+
+class CalendarRuntime:
+    def __init__(self, settings: Settings, publish):
+        self.settings = settings
+        self.publish = publish  # (topic, key, message) -> awaitable
+        self.redis = connect(settings.redis_url)
+        self.secrets = SecretBox(settings.fernet_key_list)
+        self.tokens = TokenStore(self.redis, self.secrets)
+        self.configs = ConfigView(self.redis)
+        self.watches = Watches(self.redis, settings.public_base_url)
+        self.engine = CalendarEngine(self.redis, self.publish_command)
+        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+    async def publish_command(self, command: CrmCommand) -> None:
+        await self.publish(CRM_COMMANDS.name, command.org_id, command)
+
+    def lock(self, scope: str) -> asyncio.Lock:
+        return self._locks[scope]
+
+    async def open_provider(self, config: IntegrationConfig) -> tuple[CalendarProvider, str]:
+        """The user's calendar at the provider, and the user's own address there."""
+        grant = await self.tokens.get(config.org_id, config.user_id, config.integration.value)
+        if grant is None:
+            raise AuthFailed(f"{config.integration.value} is not connected: the user has to authorise it")
+        return providers.open_calendar(self.settings, self.redis, config, grant), grant.account_email
+
+    async def auth_failed(self, config: IntegrationConfig, reason: str) -> None:
+        log.warning("authorisation failed", scope=config.key, reason=reason)
+        await mark_auth_failed(self.redis, config.org_id, config.user_id, config.integration.value, reason)
+
+    async def report(self, config: IntegrationConfig, state: str, reason: str) -> None:
+        """A status the user must act on (a calendar they cannot write to), shown by the admin API."""
+        log.warning("integration needs attention", scope=config.key, state=state, reason=reason)
+        await StatusStore(self.redis).set(config.org_id, config.user_id, config.integration.value,
+                                          IntegrationStatus(state, reason, time.time()))
+
+    async def request_job(self, config: IntegrationConfig, kind: SyncJobKind, reason: str,
+                          job_id: str | None = None) -> None:
+        job = SyncJob(job_id=job_id or uuid.uuid4().hex, org_id=config.org_id, user_id=config.user_id,
+                      integration=config.integration, kind=kind, reason=reason,
+                      requested_at=dt.datetime.now(dt.timezone.utc))
+        await self.publish(SYNC_JOBS.name, job.key, job)
+
+    async def store_preview(self, job_id: str, preview: dict) -> None:
+        name = key("calpreview", job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(name, json.dumps(preview))
+            pipe.expire(name, 300)
+            await pipe.execute()
+
+
+def scope_of(record_key: bytes | None) -> str:
+    return (record_key or b"").decode()
+
+
+def calendar_scopes(org_id: str, owner_id: str) -> list[str]:
+    return [user_key(org_id, owner_id, integration.value) for integration in CALENDAR_INTEGRATIONS]
