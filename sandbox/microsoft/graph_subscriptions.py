@@ -8,7 +8,10 @@ https://learn.microsoft.com/graph/api/resources/subscription, .../change-notific
   N minutes in the future." otherwise (microsoftgraph/microsoft-graph-docs issue 2988);
 - clientState is at most 128 characters; lifecycleNotificationUrl can be set only at creation;
 - PATCH renews (same expiration checks), DELETE answers 204, `POST /subscriptions/{id}/reauthorize`;
-- every change to a subscribed user's events is POSTed as `{"value": [changeNotification]}`.
+- every change to a subscribed user's events is POSTed as `{"value": [changeNotification]}`;
+- after a reauthorizationRequired challenge, notifications pause until `/reauthorize` or a PATCH renewal
+  (https://learn.microsoft.com/graph/change-notifications-lifecycle-events: "eventually change
+  notification delivery pauses"; the sandbox pauses at once so that an app that ignores it is caught).
 Sandbox deviation: notificationUrl must be https except on loopback hosts, so tests can listen on plain
 http; real Graph takes https only.
 """
@@ -93,7 +96,10 @@ class SubscriptionBook:
 
     def watching(self, user_id: str, change_type: str) -> list[Subscription]:
         with self.lock:
-            return [s for s in self.by_id.values() if s.user_id == user_id and change_type in s.change_types and s.active()]
+            return [
+                s for s in self.by_id.values()
+                if s.user_id == user_id and change_type in s.change_types and s.active() and not s.needs_reauthorization
+            ]
 
 
 def _invalid(message: str, code: str = "InvalidRequest"):
@@ -142,6 +148,7 @@ def lifecycle_payload(sub: Subscription, event: str) -> dict:
 def change_payload(sub: Subscription, change: Change) -> dict:
     resource = f"Users/{change.user_id}/Events/{change.event_id}"
     return {"value": [{
+        "id": uuid.uuid4().hex,
         "subscriptionId": sub.id,
         "subscriptionExpirationDateTime": sub.expiration(),
         "changeType": change.change_type,
@@ -233,7 +240,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         if new_url and new_url != sub.notification_url:
             await courier.validate_endpoint(_check_url(new_url, "notificationUrl"), sub.id)
             sub.notification_url = new_url
-        sub.expires_at = expires_at
+        sub.expires_at, sub.needs_reauthorization = expires_at, False  # renewing also reauthorizes
         return sub.resource_json(request)
 
     @api.delete("/v1.0/subscriptions/{subscription_id}", status_code=204)
@@ -243,10 +250,11 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
             book.by_id.pop(sub.id, None)
         return Response(status_code=204)
 
-    @api.post("/v1.0/subscriptions/{subscription_id}/reauthorize")
+    @api.post("/v1.0/subscriptions/{subscription_id}/reauthorize", status_code=204)
     async def reauthorize(request: Request, subscription_id: str):
+        """204 No Content (https://learn.microsoft.com/graph/api/subscription-reauthorize)."""
         owned(request, subscription_id).needs_reauthorization = False
-        return Response(status_code=200)
+        return Response(status_code=204)
 
     # --- control --------------------------------------------------------------------------------
     def control_subscription(subscription_id: str) -> Subscription:

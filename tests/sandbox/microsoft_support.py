@@ -129,6 +129,10 @@ class Receiver:
     def notifications(self, path: str = "/notify") -> list[dict]:
         return [item for post in self.received if post["path"] == path for item in post["body"].get("value", [])]
 
+    def changed_ids(self) -> list[str]:
+        """The ids of the resources the change notifications received so far were about."""
+        return [n["resourceData"]["id"] for n in self.notifications()]
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

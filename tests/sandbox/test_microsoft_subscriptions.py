@@ -106,7 +106,11 @@ def test_lifecycle_url_is_validated_too_and_gets_lifecycle_events(sandbox, recei
         "clientState": "secret-state",
         "lifecycleEvent": "reauthorizationRequired",
     }
-    assert api.post(f"/subscriptions/{sub['id']}/reauthorize").status_code == 200
+    paused = api.post("/me/events", json=event_body("while paused")).json()
+    assert api.post(f"/subscriptions/{sub['id']}/reauthorize").status_code == 204
+    resumed = api.post("/me/events", json=event_body("after reauthorize")).json()
+    wait_for(lambda: resumed["id"] in receiver.changed_ids(), what="notifications to resume")
+    assert paused["id"] not in receiver.changed_ids(), "nothing is sent while reauthorization is pending"
 
     httpx.post(f"{control}/lifecycle", json={"event": "subscriptionRemoved"}).raise_for_status()
     wait_for(lambda: len(receiver.notifications("/lifecycle")) == 2, what="subscriptionRemoved")
