@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sandbox.faults import FaultRule
 from sandbox.state import Grant
@@ -15,6 +15,9 @@ class NewAccount(BaseModel):
     email: str
     display_name: str | None = None
     tenant_id: str | None = None
+    client_id: str | None = Field(None, description="the OAuth client (app) this account has granted; "
+                                  "accounts that share one act as one app's users")
+    client_secret: str | None = None
 
 
 def router(sandbox) -> APIRouter:
@@ -25,7 +28,8 @@ def router(sandbox) -> APIRouter:
     def create_account(body: NewAccount) -> dict:
         """Create (or return) an account and hand out credentials a client can use at once."""
         tenant = body.tenant_id or ("sandbox-tenant" if body.provider == "microsoft" else None)
-        account = state.create_account(body.provider, body.email, body.display_name, tenant)
+        account = state.create_account(body.provider, body.email, body.display_name, tenant,
+                                       body.client_id, body.client_secret)
         grant = Grant(account.id, account.client_id, account.scopes, account.tenant_id)
         access_token, expires_in = state.issue_access_token(grant)
         return {
