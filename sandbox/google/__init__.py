@@ -1,7 +1,7 @@
 """Google API emulators. `routers(sandbox)` returns the FastAPI routers this package serves."""
 from __future__ import annotations
 
-from sandbox.google import batch, calendar, oauth
+from sandbox.google import batch, calendar, gmail, oauth
 
 
 def routers(sandbox) -> list:
@@ -9,4 +9,5 @@ def routers(sandbox) -> list:
         oauth.router(sandbox),
         *calendar.routers(sandbox),
         batch.router(sandbox, api="calendar/v3", max_parts=1000),
+        *gmail.routers(sandbox),
     ]

@@ -1,0 +1,76 @@
+"""Gmail against the sandbox: first sync, push -> history, 404 -> full sync without duplicates,
+a revoked grant shown as auth_failed."""
+import asyncio
+
+import httpx
+import pytest
+
+from schemas import CrmModule
+from services.common.secrets import SecretBox
+from services.common.state import connect
+from services.common.tokens import Grant, TokenStore
+from tests.fixtures.net import wait_for
+from tests.integration.test_mail_support import MailWorld, mail
+
+pytestmark = pytest.mark.integration
+
+
+def store_grant(settings, org: str, user: str, account: dict) -> None:
+    """What the OAuth consent flow leaves behind: the user's refresh token, encrypted in Redis."""
+    async def put():
+        redis = connect(settings.redis_url)
+        try:
+            await TokenStore(redis, SecretBox(settings.fernet_key_list)).put(
+                org, user, "mail", Grant("google", account["email"], account["refresh_token"]))
+        finally:
+            await redis.aclose()
+
+    asyncio.run(put())
+
+
+def test_gmail_first_sync_push_history_and_expired_history(settings, ingest, kafka_bootstrap, sandbox, start_service):
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
+    address = f"{world.org}@gmail.example.com"
+    account = httpx.post(f"{sandbox.http_url}/_sandbox/accounts", json={"provider": "google", "email": address}).json()
+    httpx.post(f"{sandbox.http_url}/_sandbox/pubsub/subscriptions", json={
+        "topic": "projects/crmsync/topics/gmail",
+        "push_endpoint": f"{ingest.url}/v1/webhooks/gmail?token={settings.gmail_push_token}"}).raise_for_status()
+
+    def deliver(raw: bytes) -> dict:
+        r = httpx.post(f"{sandbox.http_url}/_sandbox/gmail/{address}/messages", content=raw)
+        r.raise_for_status()
+        return r.json()
+
+    root = deliver(mail("carl@contact.example", address, "Gmail one", message_id="<g1@c>"))
+    deliver(mail(address, "carl@contact.example", "Re: Gmail one", message_id="<g2@me>", in_reply_to="<g1@c>",
+                 references="<g1@c>"))
+    deliver(mail("stranger@x.example", address, "Not for the CRM"))
+    store_grant(settings, world.org, "gm1", account)
+    worker = start_service("services.mail_fetch", CRMSYNC_GOOGLE_API_BASE_URL=sandbox.http_url,
+                           CRMSYNC_GOOGLE_TOKEN_URL=f"{sandbox.http_url}/token",
+                           CRMSYNC_GOOGLE_CLIENT_ID=account["client_id"],
+                           CRMSYNC_GOOGLE_CLIENT_SECRET=account["client_secret"])
+    world.wait_indexed("carl@contact.example", "C1")
+    world.configure("gm1", {"kind": "gmail", "address": address})
+    commands = world.wait_commands(2, worker=worker)
+    assert [c.action.subject for c in commands] == ["Gmail one", "Re: Gmail one"]
+    assert {c.action.thread_id for c in commands} == {root["threadId"]}
+    assert commands[0].action.mailbox == address
+
+    # Later mail arrives by push (Pub/Sub -> ingest -> provider.notifications) and history.list.
+    deliver(mail("carl@contact.example", address, "Pushed"))
+    world.wait_commands(3, worker=worker)
+
+    # History too old: 404, a full sync, and only the new message goes out.
+    httpx.post(f"{sandbox.http_url}/_sandbox/gmail/{address}/expire-history").raise_for_status()
+    deliver(mail("carl@contact.example", address, "After expiry"))
+    commands = world.wait_commands(4, worker=worker)
+    assert [c.action.subject for c in commands] == ["Gmail one", "Re: Gmail one", "Pushed", "After expiry"]
+    assert len({c.idempotency_key for c in commands}) == 4
+
+    # The user revokes access (or changes the password): invalid_grant -> auth_failed with the reason.
+    httpx.post(f"{sandbox.http_url}/_sandbox/accounts/{account['id']}/revoke").raise_for_status()
+    deliver(mail("carl@contact.example", address, "After revocation"))
+    wait_for(lambda: (world.status("gm1") or {}).get("state") == "auth_failed", 60, what="auth_failed")
+    assert "invalid_grant" in world.status("gm1")["reason"]
