@@ -1,0 +1,272 @@
+"""The decisions of calendar_sync, pure: what is synced, what is our echo, in which order, and what
+enabling a configuration would do.
+
+The three-way merge lives in merge.py and is re-exported here, so the engine imports one module.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from dateutil import rrule
+
+from schemas import ChangeSource, CrmChange, CrmModule, Direction, Integration, IntegrationConfig
+from services.calendar_sync.merge import Conflict, MergeResult, merge_three_way
+from services.calendar_sync.model import Attendee, CanonicalEvent
+from services.calendar_sync.ports import ProviderEvent
+
+__all__ = [
+    "Conflict", "Decision", "MergeResult", "Preview", "crm_change_decision", "first_sync_order",
+    "google_event_id", "guests_to_add_as_contacts", "meeting_key", "merge_three_way", "preview",
+    "provider_change_is_echo",
+]
+
+CALENDAR_INTEGRATIONS = frozenset({Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR})
+BULK_LOADS = frozenset({ChangeSource.IMPORT, ChangeSource.MIGRATION})
+"""How records enter the CRM in bulk: such events are never synced (the product's rule, as the
+Microsoft 365 calendar's documentation states it: imported or migrated records are not synced,
+bulk-updated ones are)."""
+
+
+# --- CRM changes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    sync: bool
+    reason: str
+
+
+def crm_change_decision(
+    change: CrmChange,
+    config: IntegrationConfig,
+    our_correlation_ids: Callable[[str], bool] | Collection[str],
+    *,
+    entered_by: ChangeSource | str | None = None,
+) -> Decision:
+    """Whether a CRM change is written to this user's calendar, and why (or why not).
+
+    `our_correlation_ids` recognises the correlation ids of our own writebacks: the CRM returns them
+    on the change they cause, and such a change is our echo, whatever its source. `entered_by`, when
+    the engine knows it, is how the record first entered the CRM: a record imported or migrated stays
+    unsynced even when it is later edited.
+    """
+    if config.integration not in CALENDAR_INTEGRATIONS:
+        return Decision(False, f"{config.integration.value} is not a calendar integration")
+    if change.module != CrmModule.EVENTS:
+        return Decision(False, f"module {change.module.value} is not Events")
+    if (change.org_id, change.owner_id) != (config.org_id, config.user_id):
+        return Decision(False, "the event belongs to another user")
+    if not config.enabled:
+        return Decision(False, "the integration is disabled")
+    if config.direction == Direction.PROVIDER_TO_CRM:
+        return Decision(False, "direction provider_to_crm: CRM changes are not written to the provider")
+    if change.correlation_id and _is_ours(change.correlation_id, our_correlation_ids):
+        return Decision(False, "our own writeback coming back (echo)")
+    for source, how in ((change.source, "changed"), (entered_by, "entered the CRM")):
+        if source is not None and ChangeSource(source) in BULK_LOADS:
+            return Decision(False, f"{how} by {ChangeSource(source).value}: bulk loads are not synced")
+    return Decision(True, f"{change.op.value} by {change.source.value}")
+
+
+def _is_ours(correlation_id: str, ours: Callable[[str], bool] | Collection[str]) -> bool:
+    return bool(ours(correlation_id)) if callable(ours) else correlation_id in ours
+
+
+def provider_change_is_echo(event: CanonicalEvent | None, last_written_fingerprint: str | None) -> bool:
+    """A provider change equal in every synced field to what we last wrote there is our own write."""
+    return event is not None and last_written_fingerprint is not None and event.fingerprint() == last_written_fingerprint
+
+
+# --- ids and keys -------------------------------------------------------------------------------
+
+
+def google_event_id(org_id: str, user_id: str, crm_record_id: str) -> str:
+    """The Google event id for a CRM event: base32hex (a-v, 0-9), 52 characters, the same for the same
+    record in the same user's calendar, so a retried or repeated create finds the event it made."""
+    digest = hashlib.sha256(f"crmsync-calendar-v1\x1f{org_id}\x1f{user_id}\x1f{crm_record_id}".encode()).digest()
+    return base64.b32hexencode(digest).decode().rstrip("=").lower()
+
+
+def meeting_key(event: CanonicalEvent) -> str | None:
+    """What makes copies of one meeting on several users' calendars one CRM event: the iCalendar UID,
+    trimmed and lower-cased (providers differ in case). None when the event has none."""
+    uid = (event.ical_uid or "").strip().lower()
+    return uid or None
+
+
+# --- first sync ---------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def first_sync_order(
+    events: Iterable[T], now: dt.datetime, cap: int, *, closed_since: dt.datetime | None = None
+) -> list[T]:
+    """The events a first CRM -> provider sync writes, in order: events still to come or going on,
+    soonest first, then those already over, most recently ended first; at most `cap` of them.
+
+    `events` are canonical events or (key, event) pairs, returned as given. A recurring event counts by
+    its current or next occurrence. `closed_since` leaves out events that ended before it (the window).
+    Cancelled events are left out.
+    """
+    upcoming: list[tuple[dt.datetime, int, T]] = []
+    closed: list[tuple[dt.datetime, int, T]] = []
+    for position, item in enumerate(events):
+        event: CanonicalEvent = item[1] if isinstance(item, tuple) else item  # type: ignore[assignment,index]
+        if event.cancelled:
+            continue
+        start, end = _occurrence_around(event, now)
+        if end > now or start >= now:
+            upcoming.append((start, position, item))
+        elif closed_since is None or end >= closed_since:
+            closed.append((end, position, item))
+    upcoming.sort(key=lambda entry: (entry[0], entry[1]))
+    closed.sort(key=lambda entry: (-entry[0].timestamp(), entry[1]))
+    return [item for _, _, item in upcoming + closed][: max(cap, 0)]
+
+
+def _occurrence_around(event: CanonicalEvent, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """(start, end) of the occurrence going on at `now`, else the next one, else the last one; for a
+    single event, the event. A rule dateutil cannot read counts as its first occurrence."""
+    start, end = event.start.instant(), event.end.instant()
+    rules = [line for line in event.recurrence if line.startswith(("RRULE", "RDATE", "EXDATE", "EXRULE"))]
+    if not rules:
+        return start, end
+    length = end - start
+    try:
+        if event.start.all_day:  # floating dates: occurrences as naive midnights, compared in UTC
+            series = rrule.rrulestr("\n".join(rules), dtstart=start.replace(tzinfo=None), forceset=True)
+            naive_now = now.astimezone(dt.UTC).replace(tzinfo=None)
+            found = series.after(naive_now - length) or series.before(naive_now, inc=True)
+            found = found.replace(tzinfo=dt.UTC) if found else None
+        else:
+            series = rrule.rrulestr("\n".join(rules), dtstart=event.start.date_time, forceset=True)
+            found = series.after(now - length) or series.before(now, inc=True)
+    except (ValueError, TypeError, OverflowError):
+        return start, end
+    return (found, found + length) if found else (start, end)
+
+
+# --- guests as contacts -------------------------------------------------------------------------
+
+
+def guests_to_add_as_contacts(
+    attendees: Iterable[Attendee], known_contact_addresses: Iterable[str], own_addresses: Iterable[str]
+) -> list[Attendee]:
+    """The attendees that match no CRM contact by address (case-insensitive), once each, never the
+    user themself: the guests that become CRM contacts."""
+    skipped = {a.strip().lower() for a in known_contact_addresses} | {a.strip().lower() for a in own_addresses}
+    guests: dict[str, Attendee] = {}
+    for attendee in attendees:
+        address = attendee.email.strip().lower()
+        if "@" in address and address not in skipped and address not in guests:
+            guests[address] = attendee
+    return list(guests.values())
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What enabling a configuration would do, counted per side, before anything is written."""
+
+    create_in_provider: int = 0
+    create_in_crm: int = 0
+    update_in_provider: int = 0
+    update_in_crm: int = 0
+    link: int = 0  # events on both sides already (same iCalUID, or our extended property): linked, not duplicated
+    delete_in_provider: int = 0
+    delete_in_crm: int = 0
+
+
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def preview(
+    crm_events: Mapping[str, CanonicalEvent],
+    provider_events: Mapping[str, ProviderEvent | CanonicalEvent],
+    mappings: Mapping[str, str],
+    *,
+    direction: Direction = Direction.TWO_WAY,
+    crm_modified_at: Mapping[str, dt.datetime] | None = None,
+    listed_since: dt.datetime | None = None,
+) -> Preview:
+    """Count what a (re-)enabled sync would do, given the user's CRM events (by record id), the provider's
+    events (by provider id; deleted ones may be included with event None) and the mappings left from
+    an earlier sync (CRM id -> provider id).
+
+    - A mapped pair both sides still hold is updated where it differs, merged as a first sync merges
+      (no snapshot: the later modification wins, the CRM on ties; `crm_modified_at` gives the CRM's
+      times, ProviderEvent.updated_at the provider's).
+    - A mapped pair one side no longer holds was deleted there while sync was off: deleted on the other
+      side (crm_to_provider puts the provider's copy back instead). When the provider's events were
+      listed for a window, `listed_since` is its start: a CRM event that ended before it is not missing.
+    - An unmapped pair found by our extended property or the same meeting (iCalUID) is linked (and
+      updated where it differs), never duplicated.
+    - The rest are created on the other side; copies of one meeting become one CRM event.
+    The direction leaves out the writes it does not allow.
+    """
+    counts = dict.fromkeys(Preview.__dataclass_fields__, 0)
+    to_provider, to_crm = direction != Direction.PROVIDER_TO_CRM, direction != Direction.CRM_TO_PROVIDER
+    live = {pid: p for pid, p in map(_as_provider_event, provider_events.items())
+            if p.event is not None and not p.event.cancelled}
+    mapped_crm_ids = {pid: crm_id for crm_id, pid in mappings.items()}
+    unmapped_by_key: dict[str, str] = {}
+    for pid, remote in live.items():
+        if pid not in mapped_crm_ids:
+            if remote.crm_record_id:
+                unmapped_by_key.setdefault(f"record:{remote.crm_record_id}", pid)
+            if key := meeting_key(remote.event):
+                unmapped_by_key.setdefault(f"meeting:{key}", pid)
+    claimed: set[str] = set()
+    for crm_id, event in crm_events.items():
+        pid = mappings.get(crm_id)
+        if pid is None:
+            pid = unmapped_by_key.get(f"record:{crm_id}") or unmapped_by_key.get(f"meeting:{meeting_key(event)}")
+            if pid is None or pid in claimed:
+                counts["create_in_provider"] += to_provider
+                continue
+            counts["link"] += 1
+        claimed.add(pid)
+        if pid in live:
+            crm_time = (crm_modified_at or {}).get(crm_id, _EPOCH)
+            merged = merge_three_way(None, event, live[pid].event, crm_time, _parsed(live[pid].updated_at))
+            counts["update_in_provider"] += merged.to_provider and to_provider
+            counts["update_in_crm"] += merged.to_crm and to_crm
+        elif listed_since is not None and event.end.instant() < listed_since:
+            continue  # outside the listed window: not known to be missing
+        elif direction == Direction.CRM_TO_PROVIDER:
+            counts["create_in_provider"] += 1  # the provider holds a copy: it is put back
+        else:
+            counts["delete_in_crm"] += 1
+    new_meetings: set[str] = set()
+    for pid, remote in live.items():
+        if pid in claimed:
+            continue
+        if mapped_crm_ids.get(pid) or remote.crm_record_id:  # the CRM deleted it while sync was off
+            counts["delete_in_provider"] += to_provider
+            continue
+        meeting = meeting_key(remote.event) or f"id:{pid}"
+        counts["create_in_crm"] += to_crm and meeting not in new_meetings
+        new_meetings.add(meeting)
+    return Preview(**counts)
+
+
+def _as_provider_event(entry: tuple[str, ProviderEvent | CanonicalEvent]) -> tuple[str, ProviderEvent]:
+    pid, value = entry
+    return pid, value if isinstance(value, ProviderEvent) else ProviderEvent(provider_id=pid, event=value)
+
+
+def _parsed(updated_at: str | None) -> dt.datetime:
+    if not updated_at:
+        return _EPOCH
+    try:
+        return dt.datetime.fromisoformat(updated_at)
+    except ValueError:
+        return _EPOCH
