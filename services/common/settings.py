@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     microsoft_client_secret: str = ""
     provider_ca_bundle: str | None = Field(None, description="CA file to trust for provider TLS (the sandbox CA)")
 
+    # --- provider quotas: the shared token buckets (services/common/ratelimit.py) ---------------------
+    google_quota_per_user: int = Field(600, ge=1, description="calls per user per window (Calendar: 600/min)")
+    google_quota_window_s: float = Field(60.0, gt=0)
+    graph_quota_per_mailbox: int = Field(10_000, ge=1, description="Graph Outlook calls per mailbox per window")
+    graph_quota_window_s: float = Field(600.0, gt=0)
+    rate_limit_max_wait_s: float = Field(60.0, gt=0, description="longest wait for tokens before giving up")
+
     # --- state --------------------------------------------------------------------------------
     fernet_keys: str = Field(
         DEV_FERNET_KEY, description="comma-separated Fernet keys; the first encrypts, all decrypt (rotation)"
