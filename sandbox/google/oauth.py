@@ -8,13 +8,23 @@ RFC 6749 bodies Google sends (`invalid_grant`, `invalid_client`, `redirect_uri_m
 Sandbox deviations: there is no sign-in page, so the account is the one named by `login_hint` and consent
 is given at once; any http(s) redirect_uri is accepted (there is no console to register them in); a
 refresh token is issued on every offline consent, not only the first.
+
+OpenID Connect: a code granted with the `openid` scope brings an `id_token` (RS256, `iss`
+https://accounts.google.com, `aud`/`azp` the client, `sub` the account id, and `email`/`email_verified`
+when `email` or `.../auth/userinfo.email` was granted), as in
+https://developers.google.com/identity/openid-connect/openid-connect#obtainuserinfo. The sandbox does
+not publish its signing key: a client that got the token straight from the token endpoint over TLS
+may skip the signature (OpenID Connect Core 3.1.3.7).
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import time
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
@@ -46,11 +56,24 @@ def _client_credentials(request: Request, form: dict) -> tuple[str | None, str |
     return form.get("client_id"), form.get("client_secret")
 
 
+EMAIL_SCOPES = ("email", "https://www.googleapis.com/auth/userinfo.email")
+
+
+def _id_token(key, account: Account, grant: Grant, lifetime_s: int) -> str:
+    now = int(time.time())
+    claims = {"iss": "https://accounts.google.com", "azp": grant.client_id, "aud": grant.client_id,
+              "sub": account.id, "iat": now, "exp": now + lifetime_s}
+    if any(scope in grant.scopes for scope in EMAIL_SCOPES):
+        claims.update(email=account.email, email_verified=True)
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "sandbox"})
+
+
 def router(sandbox) -> APIRouter:
     api = APIRouter(tags=["google oauth"])
     state = sandbox.state
     offline_codes: set[str] = set()
     state.on_reset(offline_codes.clear)
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def client_secret(client_id: str | None) -> str | None:
         """Each sandbox Google account carries an OAuth client; any of them may ask any account."""
@@ -59,13 +82,16 @@ def router(sandbox) -> APIRouter:
                 return account.client_secret
         return None
 
-    def token_answer(grant: Grant, refresh_token: str | None) -> JSONResponse:
+    def token_answer(grant: Grant, refresh_token: str | None, with_id_token: bool = False) -> JSONResponse:
         access_token, expires_in = state.issue_access_token(grant)
         body = {"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}
         if grant.scopes:
             body["scope"] = " ".join(grant.scopes)
         if refresh_token:
             body["refresh_token"] = refresh_token
+        account = state.accounts.get(grant.account_id or "")
+        if with_id_token and "openid" in grant.scopes and account is not None:
+            body["id_token"] = _id_token(signing_key, account, grant, expires_in)
         # Google sends no-store token answers (RFC 6749 section 5.1).
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
@@ -119,7 +145,7 @@ def router(sandbox) -> APIRouter:
                 raise oauth_error("invalid_grant", "Bad Request")
             if redirect_uri != form["redirect_uri"]:
                 raise oauth_error("redirect_uri_mismatch", "Bad Request")
-            return token_answer(grant, state.issue_refresh_token(grant) if offline else None)
+            return token_answer(grant, state.issue_refresh_token(grant) if offline else None, with_id_token=True)
         if grant_type == "refresh_token":
             if not form.get("refresh_token"):
                 raise oauth_error("invalid_request", "Missing required parameter: refresh_token")

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     gmail_push_token: str = Field("crmsync-dev-gmail-push-token", description="?token= on the Pub/Sub push URL")
     webhook_dedupe_ttl_s: int = Field(86_400, description="how long a delivery id is remembered")
+    oauth_state_ttl_s: int = Field(600, ge=60, le=3600, description="how long a connect link's state stays valid")
 
     # --- providers: the real hosts by default; the local stack and tests point them at the sandbox --------
     google_api_base_url: str = Field("https://www.googleapis.com", description="Calendar, Drive, Gmail APIs")
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     microsoft_graph_base_url: str = "https://graph.microsoft.com"
     microsoft_client_id: str = ""
     microsoft_client_secret: str = ""
+    microsoft_tenant: str = Field(
+        "organizations", description="authority tenant users sign in through: organizations, common or a tenant id"
+    )
     provider_ca_bundle: str | None = Field(None, description="CA file to trust for provider TLS (the sandbox CA)")
 
     # --- provider quotas: the shared token buckets (services/common/ratelimit.py) ---------------------
