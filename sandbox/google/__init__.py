@@ -6,8 +6,8 @@ from sandbox.google import batch, calendar, gmail, oauth
 
 def routers(sandbox) -> list:
     return [
-        oauth.router(sandbox),
         *calendar.routers(sandbox),
         batch.router(sandbox, api="calendar/v3", max_parts=1000),
+        oauth.router(sandbox),
         *gmail.routers(sandbox),
     ]

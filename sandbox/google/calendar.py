@@ -14,7 +14,8 @@ def routers(sandbox) -> list[APIRouter]:
     channels = ChannelRegistry(sandbox.config.google_channel_default_ttl_s)
     sandbox.state.on_reset(store.reset)
     sandbox.state.on_reset(channels.reset)
+    # The API first: the router tries included routers in order, and API calls are the hot path.
     return [
-        calendar_control.router(sandbox, store, channels),
         calendar_routes.router(sandbox, store, channels),
+        calendar_control.router(sandbox, store, channels),
     ]

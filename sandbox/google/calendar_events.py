@@ -79,10 +79,14 @@ def format_datetime(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+@lru_cache(maxsize=64)
+def _utc_second(seconds: int) -> str:
+    return f"{datetime.fromtimestamp(seconds, timezone.utc):%Y-%m-%dT%H:%M:%S}"
+
+
 def format_instant_ms(micros: int) -> str:
     """`updated`/`created`: UTC with milliseconds, as in 2024-05-14T09:32:10.123Z."""
-    moment = datetime.fromtimestamp(micros // 1_000_000, timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{(micros // 1000) % 1000:03d}Z"
+    return f"{_utc_second(micros // 1_000_000)}.{(micros // 1000) % 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

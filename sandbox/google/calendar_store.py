@@ -249,13 +249,14 @@ class CalendarStore:
         if not entry.primary:
             organizer["displayName"] = calendar.summary
         eid = base64.urlsafe_b64encode(f"{event_id} {calendar.id}".encode()).decode().rstrip("=")
+        updated = format_instant_ms(now)
         resource = {
             "kind": "calendar#event",
             "etag": f'"{now}"',
             "id": event_id,
             "htmlLink": f"https://www.google.com/calendar/event?eid={eid}",
-            "created": format_instant_ms(created),
-            "updated": format_instant_ms(now),
+            "created": updated if created == now else format_instant_ms(created),
+            "updated": updated,
             "creator": {"email": account.email, "self": True},
             "organizer": organizer,
             "eventType": "default",
