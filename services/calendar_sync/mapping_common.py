@@ -128,7 +128,7 @@ def popup_minutes(minutes: object, where: str, report: Report) -> int | None:
 def attendee_or_none(email: object, where: str, report: Report, **values) -> Attendee | None:
     """An attendee, or None (reported as unmapped) when there is no usable address."""
     if not isinstance(email, str) or "@" not in email:
-        report.unmapped.append(f"{where}: no email address ({values.get('name') or email!r}): not synced")
+        report.unmapped.append(f"{where}: no email address ({values.get('name') or repr(email)}): not synced")
         return None
     return Attendee(email=email, **values)
 
@@ -179,7 +179,7 @@ def fit_to_limits(event: CanonicalEvent, limits: ProviderLimits, report: Report)
         kept = sorted(event.attendees, key=lambda a: (a.optional, a.email))[:cap]
         report.unmapped.append(
             f"attendees: {len(event.attendees)}, {limits.provider} holds {cap}: "
-            f"{len(event.attendees) - cap} optional-first, then by address, not written"
+            f"{len(event.attendees) - cap} not written (optional ones first, then by address)"
         )
         changes["attendees"] = tuple(sorted(kept, key=lambda a: a.email))
     return event.model_copy(update=changes) if changes else event

@@ -156,13 +156,14 @@ def rrule_line(parts: dict[str, str], kind: str = "RRULE") -> str:
 
 
 def recurrence_line(line: str) -> str:
-    """One recurrence line in canonical form: rules re-ordered, dates as written (upper-cased name)."""
+    """One recurrence line in canonical form: rule parts in one order; date lines as written, the name upper-cased."""
     line = line.strip()
     name = line.split(":", 1)[0].split(";", 1)[0].upper()
     if name in ("RRULE", "EXRULE"):
         return rrule_line(rrule_parts(line), name)
     head, sep, value = line.partition(":")
-    return head.upper() + sep + value.strip()
+    kind, params_sep, params = head.partition(";")
+    return kind.upper() + params_sep + params + sep + value.strip()
 
 
 def _recurrence_order(line: str) -> tuple[int, str]:
