@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from email.utils import getaddresses
+from functools import lru_cache
 
 
 def normalise_address(raw: str | None) -> str | None:
@@ -16,7 +17,13 @@ def normalise_address(raw: str | None) -> str | None:
     if not raw:
         return None
     pairs = getaddresses([raw])
-    address = (pairs[0][1] if pairs else raw).strip().strip("<>").strip()
+    return _canonical(pairs[0][1] if pairs else raw)
+
+
+@lru_cache(maxsize=16_384)
+def _canonical(address: str) -> str | None:
+    """A bare address (no display name) in canonical form; cached, as mail repeats its parties."""
+    address = address.strip().strip("<>").strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in address):
         return None
@@ -34,8 +41,13 @@ def _ascii_domain(domain: str) -> str:
 def addresses_in(header_values: Iterable[str]) -> list[str]:
     """Every distinct address in some address headers (To: may list many), normalised, in order."""
     found: list[str] = []
-    for _name, address in getaddresses([v for v in header_values if v]):
-        normalised = normalise_address(address)
-        if normalised and normalised not in found:
-            found.append(normalised)
+    for value in header_values:
+        for normalised in _addresses_of(value) if value else ():
+            if normalised not in found:
+                found.append(normalised)
     return found
+
+
+@lru_cache(maxsize=16_384)
+def _addresses_of(header_value: str) -> tuple[str, ...]:
+    return tuple(a for a in (_canonical(address) for _name, address in getaddresses([header_value])) if a)

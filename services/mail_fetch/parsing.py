@@ -100,6 +100,8 @@ def header_text(msg: EmailMessage, name: str) -> str:
 def _decode_header(value) -> str:
     """RFC 2047 encoded words decoded; raw 8-bit bytes read as UTF-8, else Latin-1; never raises."""
     if isinstance(value, str):  # a Header (raw 8-bit bytes inside) is decoded by decode_header as it is
+        if value.isascii() and "=?" not in value and "\n" not in value:
+            return value  # the common case, and the hot path: nothing to decode
         value = _undo_surrogates(value)
     try:
         chunks = email.header.decode_header(value)
