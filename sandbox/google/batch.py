@@ -25,7 +25,7 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 class BatchPart:
-    __slots__ = ("content_id", "method", "target", "headers", "body")
+    __slots__ = ("body", "content_id", "headers", "method", "target")
 
     def __init__(self, content_id: str | None, method: str, target: str, headers: list, body: bytes):
         self.content_id, self.method, self.target, self.headers, self.body = content_id, method, target, headers, body
@@ -142,7 +142,7 @@ def router(sandbox, api: str, max_parts: int) -> APIRouter:
                 return error.status_code, error.raw_headers, error.body
             try:
                 return await call_app(request.app, request.scope, part, outer_headers)
-            except Exception:  # a bug in one call must not take the other answers with it
+            except Exception:  # noqa: BLE001 (a bug in one call must not take the other answers with it)
                 error = google_error(500, "backendError", "Backend Error").response
                 return error.status_code, error.raw_headers, error.body
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -81,7 +81,7 @@ def format_datetime(moment: datetime) -> str:
 
 @lru_cache(maxsize=64)
 def _utc_second(seconds: int) -> str:
-    return f"{datetime.fromtimestamp(seconds, timezone.utc):%Y-%m-%dT%H:%M:%S}"
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def format_instant_ms(micros: int) -> str:
@@ -100,11 +100,8 @@ class EventTime:
     def as_utc(self) -> datetime:
         """The instant used for time-window filtering; all-day dates count from midnight UTC."""
         if self.all_day:
-            return datetime(self.value.year, self.value.month, self.value.day, tzinfo=timezone.utc)
+            return datetime(self.value.year, self.value.month, self.value.day, tzinfo=UTC)
         return self.value  # type: ignore[return-value]
-
-    def shifted(self, delta: timedelta) -> "EventTime":
-        return EventTime(self.value + delta, self.all_day, self.zone_name)
 
     def to_json(self) -> dict:
         if self.all_day:
@@ -138,7 +135,7 @@ def parse_event_time(raw: Any, which: str, calendar_zone: str, recurring: bool) 
     # event needs one only when its dateTime has no offset.
     if zone_name is None and (moment.tzinfo is None or recurring):
         raise invalid(f"Missing time zone definition for {which} time.", f"{which}.timeZone", reason="required")
-    tz = zone(zone_name or calendar_zone) or timezone.utc
+    tz = zone(zone_name or calendar_zone) or UTC
     moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
     return EventTime(moment.replace(microsecond=0), False, zone_name)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sandbox.errors import google_error
 from sandbox.google.calendar_events import format_instant_ms, invalid, parse_timestamp
@@ -169,9 +169,7 @@ def _matches(event: StoredEvent, query: EventQuery) -> bool:
             values = resource.get("extendedProperties", {}).get(scope, {})
             if any(values.get(key) != wanted for key, wanted in filters):
                 return False
-    if query.text and not _has_text(resource, query.text):
-        return False
-    return True
+    return not query.text or _has_text(resource, query.text)
 
 
 def _has_text(resource: dict, words: list[str]) -> bool:
@@ -187,9 +185,7 @@ def _in_window(event: StoredEvent, query: EventQuery) -> bool:
     """timeMax bounds the start (exclusive), timeMin the end (exclusive)."""
     if query.time_max is not None and event.start.as_utc() >= query.time_max:
         return False
-    if query.time_min is not None and event.end.as_utc() <= query.time_min:
-        return False
-    return True
+    return query.time_min is None or event.end.as_utc() > query.time_min
 
 
 def _visible(event: StoredEvent, query: EventQuery) -> bool:
@@ -200,40 +196,38 @@ def _visible(event: StoredEvent, query: EventQuery) -> bool:
     return event.series_id is not None and not query.single_events
 
 
+def _starts_in_window(series: StoredEvent, query: EventQuery, now: datetime) -> list[datetime]:
+    """Original starts of the series' instances that overlap the query's window."""
+    after = query.time_min - series.duration() if query.time_min else None
+    return series.recurrence.starts_between(after, query.time_max, now)  # type: ignore[union-attr]
+
+
 def _instances(series: StoredEvent, query: EventQuery, exceptions: set, now: datetime) -> list[StoredEvent]:
-    recurrence = series.recurrence
-    assert recurrence is not None
-    after = query.time_min - series.duration() if query.time_min else None
-    starts = recurrence.starts_between(after, query.time_max, now)
-    return [instance_of(series, s) for s in starts if s not in exceptions]
-
-
-def _series_in_window(series: StoredEvent, query: EventQuery, now: datetime) -> bool:
-    if query.time_min is None and query.time_max is None:
-        return True
-    after = query.time_min - series.duration() if query.time_min else None
-    return bool(series.recurrence.starts_between(after, query.time_max, now)[:1])  # type: ignore[union-attr]
+    return [instance_of(series, s) for s in _starts_in_window(series, query, now) if s not in exceptions]
 
 
 def _candidates(calendar: Calendar, query: EventQuery, snapshot: int) -> list[StoredEvent]:
-    now = datetime.now(timezone.utc)
-    stored = [e for e in calendar.events.values() if e.seq <= snapshot and (query.sync_after is None or e.seq > query.sync_after)]
+    """Every event the query selects in the snapshot, in the order it lists them."""
+    now = datetime.now(UTC)
     exceptions: dict[str, set] = {}
     for event in calendar.events.values():
         if event.series_id is not None:
             exceptions.setdefault(event.series_id, set()).add(event.original)
     found = []
-    for event in stored:
+    for event in calendar.events.values():
+        if event.seq > snapshot or (query.sync_after is not None and event.seq <= query.sync_after):
+            continue
         if not _matches(event, query):
             continue
         if event.recurrence is None:
-            if _visible(event, query) and (query.sync_after is not None or _in_window(event, query)):
+            if _visible(event, query) and _in_window(event, query):
                 found.append(event)
         elif query.single_events:
-            if event.cancelled and not query.show_deleted:
-                continue
-            found.extend(_instances(event, query, exceptions.get(event.resource["id"], set()), now))
-        elif _visible(event, query) and (query.sync_after is not None or _series_in_window(event, query, now)):
+            if query.show_deleted or not event.cancelled:
+                found.extend(_instances(event, query, exceptions.get(event.resource["id"], set()), now))
+        elif _visible(event, query) and (
+            (query.time_min is None and query.time_max is None) or _starts_in_window(event, query, now)
+        ):
             found.append(event)
     if query.order_by == "startTime":
         found.sort(key=lambda e: (e.start.as_utc(), e.order))
@@ -272,7 +266,7 @@ def list_page(entry: ListEntry, query: EventQuery, select=_candidates) -> dict:
         "etag": f'"{snapshot}"',
         "summary": calendar.summary,
         "description": calendar.description,
-        "updated": format_instant_ms(max(map(_updated_micros, items), default=_micros(datetime.now(timezone.utc)))),
+        "updated": format_instant_ms(max(map(_updated_micros, items), default=_micros(datetime.now(UTC)))),
         "timeZone": calendar.time_zone,
         "accessRole": entry.access_role,
         "defaultReminders": DEFAULT_REMINDERS if entry.writable else [],
@@ -296,7 +290,7 @@ def list_instances(entry: ListEntry, series: StoredEvent, query: EventQuery) -> 
     series_id = series.resource["id"]
 
     def select(calendar: Calendar, query: EventQuery, snapshot: int) -> list[StoredEvent]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         exceptions = {e.original: e for e in calendar.events.values() if e.series_id == series_id}
         found = _instances(series, query, set(exceptions), now)
         found += [e for e in exceptions.values() if _in_window(e, query) and (query.show_deleted or not e.cancelled)]

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 
 from sandbox.errors import google_error
 from sandbox.google.calendar_events import (
-    WRITABLE_FIELDS, EventTime, check_event_id, clean_event, format_instant_ms, invalid, merge_patch,
+    WRITABLE_FIELDS,
+    EventTime,
+    check_event_id,
+    clean_event,
+    format_instant_ms,
+    invalid,
+    merge_patch,
 )
 from sandbox.google.recurrence import Recurrence, instance_id, original_from_stamp, split_instance_id
 from sandbox.state import Account
@@ -155,7 +161,7 @@ class CalendarStore:
     # --- sendUpdates log ------------------------------------------------------------------------------
     def record_send_updates(self, account: Account, method: str, calendar: Calendar, event_id: str, value):
         if value is not None and value not in SEND_UPDATES:
-            raise invalid(f"Invalid value for: sendUpdates", "sendUpdates")
+            raise invalid("Invalid value for: sendUpdates", "sendUpdates")
         with self.lock:
             log = self.sent_updates.setdefault(account.id, deque(maxlen=10_000))
             log.append({"method": method, "calendarId": calendar.id, "eventId": event_id, "sendUpdates": value})

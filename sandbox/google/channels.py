@@ -97,12 +97,12 @@ class ChannelRegistry:
         if not isinstance(body, dict) or not body.get("id"):
             raise invalid("Required", "id", reason="required")
         if body.get("type") not in ("web_hook", "webhook"):
-            raise invalid(f"Invalid value for: type", "type")
+            raise invalid("Invalid value for: type", "type")
         channel_id, token = str(body["id"]), body.get("token")
         if len(channel_id) > MAX_CHANNEL_ID:
-            raise invalid(f"Invalid value for: id", "id")
+            raise invalid("Invalid value for: id", "id")
         if token is not None and len(str(token)) > MAX_CHANNEL_TOKEN:
-            raise invalid(f"Invalid value for: token", "token")
+            raise invalid("Invalid value for: token", "token")
         now_ms = int(time.time() * 1000)
         longest = now_ms + self.default_ttl_s * 1000
         try:

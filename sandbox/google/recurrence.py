@@ -10,8 +10,8 @@ Instance ids are `{seriesId}_{YYYYMMDDTHHMMSSZ}` (original start in UTC) for tim
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
 from dateutil.rrule import rruleset, rrulestr
 
@@ -68,7 +68,7 @@ class Recurrence:
             if utc and clock:
                 return match.group(0)
             local = datetime.strptime(day + (clock or "T235959"), "%Y%m%dT%H%M%S").replace(tzinfo=self.tz)
-            return f"UNTIL={local.astimezone(timezone.utc):%Y%m%dT%H%M%S}Z"
+            return f"UNTIL={local.astimezone(UTC):%Y%m%dT%H%M%S}Z"
 
         return _UNTIL.sub(fix, line)
 
@@ -88,7 +88,7 @@ class Recurrence:
                 if not self.all_day:
                     parsed = datetime.combine(parsed.date(), self.dtstart.timetz())  # type: ignore[union-attr]
             elif value.endswith("Z"):
-                parsed = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+                parsed = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
             else:
                 parsed = datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=tz)
             if self.all_day:
@@ -98,11 +98,11 @@ class Recurrence:
 
     # --- expansion ------------------------------------------------------------------------------------
     def _comparable(self, moment: datetime) -> datetime:
-        return moment.astimezone(timezone.utc).replace(tzinfo=None) if self.all_day else moment
+        return moment.astimezone(UTC).replace(tzinfo=None) if self.all_day else moment
 
     def starts_between(self, after: datetime | None, before: datetime | None, now: datetime) -> list[datetime]:
         """Original starts s with after < s < before; an open end stops at the expansion horizon."""
-        series_start = self.dtstart.replace(tzinfo=timezone.utc) if self.all_day else self.dtstart
+        series_start = self.dtstart.replace(tzinfo=UTC) if self.all_day else self.dtstart
         horizon = max(now, series_start) + EXPANSION_HORIZON
         upper = self._comparable(min(before, horizon) if before else horizon)
         lower = self._comparable(after) if after else None
@@ -131,7 +131,7 @@ def _as_naive_midnight(value: date | datetime) -> datetime:
 def instance_stamp(original: datetime, all_day: bool) -> str:
     if all_day:
         return f"{original:%Y%m%d}"
-    return f"{original.astimezone(timezone.utc):%Y%m%dT%H%M%S}Z"
+    return f"{original.astimezone(UTC):%Y%m%dT%H%M%S}Z"
 
 
 def instance_id(series_id: str, original: datetime, all_day: bool) -> str:
@@ -153,6 +153,6 @@ def original_from_stamp(stamp: str, recurrence: Recurrence) -> datetime | None:
             return datetime.strptime(stamp, "%Y%m%d") if len(stamp) == 8 else None
         if len(stamp) == 8:
             return None
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).astimezone(recurrence.tz)
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone(recurrence.tz)
     except ValueError:
         return None

@@ -89,11 +89,11 @@ class WebhookReceiver:
     def for_channel(self, channel_id: str) -> list[Notification]:
         return [n for n in list(self.received) if n.headers.get("X-Goog-Channel-ID") == channel_id]
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.received.append(Notification(dict(self.headers.items()), body))
                 self.send_response(receiver.status)

@@ -1,4 +1,5 @@
 """Calendar batch requests as googleapiclient.http.BatchHttpRequest sends them."""
+# ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
 import googleapiclient.http
 import httpx
 import pytest

@@ -1,5 +1,6 @@
 """Calendar v3 in the sandbox, driven by google-api-python-client: calendars, event writes and their
 refusals, etags, sendUpdates and quota errors. Listing and sync: test_google_calendar_sync.py."""
+# ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
 import httpx
 import pytest
 from googleapiclient.errors import HttpError

@@ -1,10 +1,14 @@
 """events.list and events.instances in the sandbox: sync tokens, pages, filters and recurring series,
 driven by google-api-python-client."""
+# ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
 import httpx
 import pytest
 from googleapiclient.errors import HttpError
+from starlette.datastructures import QueryParams
 
-from tests.sandbox.google_clients import ann, reason_of, timed  # noqa: F401
+from sandbox.google.calendar_query import parse_query
+from sandbox.google.calendar_store import Calendar
+from tests.sandbox.google_clients import ann, new_user, reason_of, timed  # noqa: F401
 
 
 def insert(user, **body) -> dict:
@@ -136,8 +140,8 @@ def test_deleted_events_show_only_when_asked(sandbox, ann):
     assert [(e["id"], e["status"]) for e in shown] == [(gone["id"], "cancelled")]
 
 
-WEEKLY = dict(summary="Weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=5", "EXDATE;TZID=Europe/Paris:20300121T100000"],
-              start="2030-01-07T10:00:00", end="2030-01-07T11:00:00")
+WEEKLY = {"summary": "Weekly", "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=5", "EXDATE;TZID=Europe/Paris:20300121T100000"],
+          "start": "2030-01-07T10:00:00", "end": "2030-01-07T11:00:00"}
 
 
 def test_recurring_series_expands_into_instances_with_googles_ids(sandbox, ann):
@@ -188,3 +192,19 @@ def test_instances_keep_wall_clock_time_across_daylight_saving(sandbox, ann):
     assert [i["start"]["dateTime"] for i in instances] == [
         "2030-03-18T09:00:00+01:00", "2030-03-25T09:00:00+01:00", "2030-04-01T09:00:00+02:00",
         "2030-04-08T09:00:00+02:00"]
+
+
+def test_rdate_adds_instances_and_page_size_above_2500_is_accepted(sandbox, ann):
+    series = insert(ann, summary="Extra",
+                    recurrence=["RRULE:FREQ=DAILY;COUNT=2", "RDATE;TZID=Europe/Paris:20300120T100000"])
+    listed = ann.calendar.events().list(calendarId="primary", singleEvents=True, maxResults=5000).execute()
+    assert [i["id"] for i in listed["items"]] == [
+        f"{series['id']}_20300107T090000Z", f"{series['id']}_20300108T090000Z", f"{series['id']}_20300120T090000Z"]
+    assert parse_query(QueryParams("maxResults=5000"), Calendar("c", "c", "UTC")).max_results == 2500
+
+
+def test_reset_clears_calendars(sandbox, ann):
+    insert(ann)
+    httpx.post(f"{sandbox.http_url}/_sandbox/reset").raise_for_status()
+    again = new_user(sandbox, "ann@example.com")
+    assert again.calendar.events().list(calendarId="primary").execute()["items"] == []

@@ -1,4 +1,5 @@
 """events.watch and channels.stop in the sandbox: real notifications to a local receiver."""
+# ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
 import time
 import uuid
 from email.utils import parsedate_to_datetime

@@ -1,4 +1,5 @@
 """Google OAuth in the sandbox: the web-server code flow, refresh through google-auth, revocation."""
+# ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
 from urllib.parse import parse_qs, urlsplit
 
 import google.auth.transport.requests
