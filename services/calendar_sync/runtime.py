@@ -15,7 +15,7 @@ import time
 import uuid
 
 from schemas import CrmCommand, Integration, IntegrationConfig, SyncJob, SyncJobKind, user_key
-from services.calendar_sync import providers
+from services.calendar_sync.providers import CalendarProviders
 from services.calendar_sync.engine import CalendarEngine
 from services.calendar_sync.ports import AuthFailed, CalendarProvider
 from services.calendar_sync.watches import Watches
@@ -62,6 +62,7 @@ class CalendarRuntime:
         self.configs = ConfigView(self.redis)
         self.watches = Watches(self.redis, settings.public_base_url)
         self.engine = CalendarEngine(self.redis, self.publish_command)
+        self.providers = CalendarProviders(settings, self.redis)
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     async def publish_command(self, command: CrmCommand) -> None:
@@ -75,7 +76,7 @@ class CalendarRuntime:
         grant = await self.tokens.get(config.org_id, config.user_id, config.integration.value)
         if grant is None:
             raise AuthFailed(f"{config.integration.value} is not connected: the user has to authorise it")
-        return providers.open_calendar(self.settings, self.redis, config, grant), grant.account_email
+        return self.providers.open(config, grant), grant.account_email
 
     async def auth_failed(self, config: IntegrationConfig, reason: str) -> None:
         log.warning("authorisation failed", scope=config.key, reason=reason)
