@@ -185,7 +185,7 @@ class Preview:
     delete_in_crm: int = 0
 
 
-_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+_EPOCH, _LATEST = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def preview(
@@ -201,9 +201,9 @@ def preview(
     events (by provider id; deleted ones may be included with event None) and the mappings left from
     an earlier sync (CRM id -> provider id).
 
-    - A mapped pair both sides still hold is updated where it differs, merged as a first sync merges
-      (no snapshot: the later modification wins, the CRM on ties; `crm_modified_at` gives the CRM's
-      times, ProviderEvent.updated_at the provider's).
+    - A mapped pair both sides still hold is updated where it differs: one way, on the side written to;
+      two ways, merged as a first sync merges (no snapshot: the later modification wins, the CRM on
+      ties; `crm_modified_at` gives the CRM's times, ProviderEvent.updated_at the provider's).
     - A mapped pair one side no longer holds was deleted there while sync was off: deleted on the other
       side (crm_to_provider puts the provider's copy back instead). When the provider's events were
       listed for a window, `listed_since` is its start: a CRM event that ended before it is not missing.
@@ -235,8 +235,10 @@ def preview(
             counts["link"] += 1
         claimed.add(pid)
         if pid in live:
-            crm_time = (crm_modified_at or {}).get(crm_id, _EPOCH)
-            merged = merge_three_way(None, event, live[pid].event, crm_time, _parsed(live[pid].updated_at))
+            crm_time, provider_time = (crm_modified_at or {}).get(crm_id, _EPOCH), _parsed(live[pid].updated_at)
+            if direction != Direction.TWO_WAY:  # one way: the source side is the master
+                crm_time, provider_time = (_LATEST, _EPOCH) if to_provider else (_EPOCH, _LATEST)
+            merged = merge_three_way(None, event, live[pid].event, crm_time, provider_time)
             counts["update_in_provider"] += merged.to_provider and to_provider
             counts["update_in_crm"] += merged.to_crm and to_crm
         elif listed_since is not None and event.end.instant() < listed_since:

@@ -2,7 +2,13 @@
 import pytest
 
 from services.calendar_sync.mapping import (
-    GOOGLE_LIMITS, InvalidEvent, ProviderLimits, canonical_to_crm, canonical_to_google, fit_google,
+    GOOGLE_LIMITS,
+    InvalidEvent,
+    Mapped,
+    ProviderLimits,
+    canonical_to_crm,
+    canonical_to_google,
+    fit_google,
     google_to_canonical,
 )
 from tests.unit.test_calendar_model import at, day, guest, meeting
@@ -155,12 +161,12 @@ def test_two_thousand_attendees_are_cut_to_googles_limit_required_ones_first():
     fitted = fit_google(meeting(attendees=attendees))
     assert len(fitted.event.attendees) == 500 and not any(a.optional for a in fitted.event.attendees)
     assert fitted.event.attendees[0].email == "guest0001@example.com"
-    assert fitted.unmapped == ("attendees: 2000, Google Calendar holds 500: 1500 not written (optional ones first, "
-                               "then by address)",)
+    assert fitted.unmapped == (("attendees: 2000, Google Calendar holds 500: 1500 not written (optional ones first, "
+                               "then by address)"),)
 
 
 def test_the_limits_are_settings():
     roomy = ProviderLimits("Google Calendar", description_max_chars=None, attendees_max=None,
                            popup_reminders_max=5, reminder_minutes_max=40320)
     event = meeting(description="x" * 20_000, attendees=tuple(guest(f"g{n}@x.com") for n in range(900)))
-    assert fit_google(event, roomy) == fit_google(event, roomy).__class__(event, (), ())
+    assert fit_google(event, roomy) == Mapped(event)

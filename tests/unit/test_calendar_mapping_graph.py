@@ -180,14 +180,14 @@ def test_two_thousand_attendees_are_cut_to_500_and_a_one_megabyte_description_is
     event = meeting(description="x" * 1_048_576, attendees=tuple(guest(f"guest{n:04}@example.com") for n in range(2000)))
     fitted = fit_graph(event)
     assert len(fitted.event.attendees) == 500 and len(fitted.event.description) == 1_048_576
-    assert fitted.unmapped == ("attendees: 2000, Microsoft Graph holds 500: 1500 not written (optional ones first, "
-                               "then by address)",)
+    assert fitted.unmapped == (("attendees: 2000, Microsoft Graph holds 500: 1500 not written (optional ones first, "
+                               "then by address)"),)
     assert len(canonical_to_graph(event)["attendees"]) == 500
 
 
 # --- recurrence ---------------------------------------------------------------------------------
 
-TUESDAY = dict(start=at("2026-11-24T10:00:00+01:00", "Europe/Berlin"), end=at("2026-11-24T11:00:00+01:00", "Europe/Berlin"))
+TUESDAY = {"start": at("2026-11-24T10:00:00+01:00", "Europe/Berlin"), "end": at("2026-11-24T11:00:00+01:00", "Europe/Berlin")}
 
 
 @pytest.mark.parametrize("rule, pattern, span", [
@@ -252,8 +252,8 @@ def test_exceptions_and_second_rules_are_reported():
     event = meeting(recurrence=("RRULE:FREQ=WEEKLY;BYDAY=TU", "EXDATE;TZID=Europe/Berlin:20261201T100000"), **TUESDAY)
     fitted = fit_graph(event)
     assert fitted.event.recurrence == ("RRULE:FREQ=WEEKLY;BYDAY=TU",)
-    assert fitted.unmapped == ("recurrence: EXDATE;TZID=Europe/Berlin:20261201T100000: Graph keeps exceptions as "
-                               "separate occurrences",)
+    assert fitted.unmapped == (("recurrence: EXDATE;TZID=Europe/Berlin:20261201T100000: Graph keeps exceptions as "
+                               "separate occurrences"),)
     two = fit_graph(meeting(recurrence=("RRULE:FREQ=DAILY", "RRULE:FREQ=WEEKLY"), **TUESDAY))
     assert two.event.recurrence == () and two.unmapped == ("recurrence: 2 RRULEs: Graph holds one pattern",)
 

@@ -24,8 +24,8 @@ def day(text: str) -> EventTime:
 
 def meeting(**fields) -> CanonicalEvent:
     """A one-hour meeting in Berlin on 24 Nov 2026, changed where a test says so."""
-    values = dict(title="Review", start=at("2026-11-24T10:00:00+01:00", "Europe/Berlin"),
-                  end=at("2026-11-24T11:00:00+01:00", "Europe/Berlin"))
+    values = {"title": "Review", "start": at("2026-11-24T10:00:00+01:00", "Europe/Berlin"),
+                  "end": at("2026-11-24T11:00:00+01:00", "Europe/Berlin")}
     values.update(fields)
     return CanonicalEvent(**values)
 
