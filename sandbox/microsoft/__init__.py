@@ -1,5 +1,5 @@
-"""Microsoft API emulators: identity platform v2.0 (for MSAL) and Graph v1.0 (users, events, calendar
-view and delta, subscriptions with notifications, JSON batching). `routers(sandbox)` returns them all.
+"""Microsoft API emulators: identity platform v2.0 (for MSAL) and Graph v1.0 (users, calendars, events,
+calendar view and delta, subscriptions with notifications, JSON batching). `routers(sandbox)` returns them all.
 
 Per-account data lives in memory in the stores made here; each registers with `sandbox.state.on_reset`
 so that `/_sandbox/reset` clears it. Route handlers are `async def`: the stores are in memory and answer in
@@ -12,6 +12,7 @@ from __future__ import annotations
 def routers(sandbox) -> list:
     from sandbox.microsoft import (
         graph_batch,
+        graph_calendars,
         graph_delta,
         graph_events,
         graph_subscriptions,
@@ -27,6 +28,7 @@ def routers(sandbox) -> list:
     return [
         identity.router(sandbox),
         graph_users.router(sandbox),
+        graph_calendars.router(sandbox),
         graph_events.router(sandbox, events),
         graph_delta.router(sandbox, events),
         graph_subscriptions.router(sandbox, events, courier),

@@ -31,6 +31,10 @@ from sandbox.microsoft.graph_common import (
 from sandbox.microsoft.graph_users import mailbox_owner, select
 
 EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX = 10, 1000
+# $select narrows the properties, never what $expand asked for (OData v4: expanded navigation properties
+# are returned whatever $select lists), so `$select=id&$expand=singleValueExtendedProperties(...)` reads
+# ids and our properties only.
+_ALWAYS_SELECTED = ("id", "@odata.etag", "singleValueExtendedProperties")
 _QUOTED = r"'((?:[^']|'')*)'"
 _EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$", re.IGNORECASE)
 _ANY_FILTER = re.compile(
@@ -89,7 +93,7 @@ def router(sandbox, events: EventStore) -> APIRouter:
             tz_name=preferred_time_zone(request),
             expand_ids=expanded_property_ids(request.query_params.get("$expand")),
         )
-        body = select(body, request.query_params.get("$select"), always=("id", "@odata.etag"))
+        body = select(body, request.query_params.get("$select"), always=_ALWAYS_SELECTED)
         context = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{user_id}')/events/$entity"}
         return JSONResponse({**context, **body}, status_code=status, headers=applied_preferences(request))
 
@@ -115,7 +119,7 @@ def router(sandbox, events: EventStore) -> APIRouter:
         answer = {
             "@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{account.id}')/events",
             "value": [
-                select(event_model.render(r, tz_name=tz_name, expand_ids=expand_ids), params.get("$select"), ("id", "@odata.etag"))
+                select(event_model.render(r, tz_name=tz_name, expand_ids=expand_ids), params.get("$select"), _ALWAYS_SELECTED)
                 for r in page
             ],
         }

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     microsoft_graph_base_url: str = "https://graph.microsoft.com"
     microsoft_client_id: str = ""
     microsoft_client_secret: str = ""
+    graph_calendar_horizon_days: int = Field(
+        365, ge=1, le=3650, description="Outlook changes are tracked over [now - initial window, now + this]"
+    )
+    graph_subscription_max_minutes: int = Field(
+        4230, ge=5, description="Graph subscription lifetime asked for (Outlook: 4,230 documented, 10,080 seen)"
+    )
     microsoft_tenant: str = Field(
         "organizations", description="authority tenant users sign in through: organizations, common or a tenant id"
     )

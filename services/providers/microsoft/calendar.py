@@ -1,0 +1,322 @@
+"""One user's own Outlook calendar through Microsoft Graph: the CalendarProvider for Microsoft 365.
+
+"My Events" is the user's own events: those in the user's default calendar (`/users/{id}/events`,
+`/users/{id}/calendarView`) that the user organises (`isOrganizer`; an event with no attendees is
+organised by its owner). Invitations from other people that Outlook puts in the same calendar are left
+out of the changes: they belong to their organiser, whose own sync brings the meeting into the CRM.
+Events this adapter writes are created in that calendar, so the user organises them.
+
+Reading changes. Graph tracks event changes only on a calendar view, a window fixed when the round
+starts (PROVIDERS.md): the first round asks `calendarView/delta` for [now - window_days, now + horizon]
+(`graph_calendar_horizon_days`) in pages of `Prefer: odata.maxpagesize`, and its deltaLink is the
+cursor of later rounds. Delta answers no `$expand`, so it cannot say which CRM record an event is; the
+changed events are therefore read again, 20 to a `$batch`, with our extended properties expanded.
+That costs one batch call per 20 changes, and buys what the mapping store alone cannot: an event we
+wrote whose mapping was lost (a worker killed between the write and the mapping, a configuration
+deleted and enabled again) comes back with its CRM record id and is linked, not created twice. The
+second read also turns a series' occurrences into the series itself (one CRM event with its rule) and
+tells an event moved out of the window (`@removed` reason "changed": still there, reported as
+changed) from one deleted (reported deleted).
+
+Writing. A create carries `transactionId` (from org, user and record) and our extended properties; a
+write for a record with no known event first looks for the event by its record id, so a lost mapping
+never makes a second event. Writes in bulk go 20 to a `$batch`.
+
+Invitations. Graph has no `sendUpdates=none`: creating or updating an event that has attendees sends
+invitations or updates from the organiser's mailbox. So this adapter writes attendees only when told
+to (`invite_attendees`, the org's setting that a change the user made to the participants may notify
+them); otherwise the participants stay in the CRM, are reported in `WriteResult.unmapped`, and an
+update leaves whatever attendees the Outlook event has untouched (PATCH writes only what it carries).
+Deleting a meeting that has attendees does send them a cancellation (Graph: event delete): that is
+the meeting ending, not spam, and happens only for events that had attendees in Outlook.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from services.calendar_sync import mapping
+from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
+from services.common.logging import get_logger
+from services.common.settings import Settings
+from services.providers.microsoft import calendar_ids as ids
+from services.providers.microsoft.graph import (
+    BATCH_MAX,
+    BatchRequest,
+    GraphClient,
+    GraphError,
+    GraphResponse,
+    error_of,
+    with_query,
+)
+from services.providers.microsoft.subscriptions import Subscriptions
+
+log = get_logger(__name__)
+
+# Graph's codes for a delta token it no longer knows (410 with a Location, or a 40x for Outlook).
+_SYNC_STATE_LOST = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+_LIST_PAGE = 1000  # $top for our own events: the most one events page holds
+_Item = tuple[str, CanonicalEvent, str | None]
+
+
+def _graph_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Found:
+    """Events read while resolving a delta page: id -> the event (None: gone), and its CRM record id."""
+
+    events: dict[str, dict | None] = field(default_factory=dict)
+    records: dict[str, str | None] = field(default_factory=dict)
+
+    def add(self, event_id: str, raw: dict | None, crm_record_id: str | None) -> None:
+        self.events[event_id] = raw
+        self.records[event_id] = crm_record_id
+
+
+class GraphCalendarProvider:
+    """The default calendar of one mailbox, synced for one CRM user (org_id, user_id)."""
+
+    def __init__(self, client: GraphClient, settings: Settings, *, mailbox: str, org_id: str, user_id: str,
+                 invite_attendees: bool = False):
+        self.client = client
+        self.mailbox = mailbox
+        self.org_id = org_id
+        self.user_id = user_id
+        self.invite_attendees = invite_attendees
+        self.horizon = dt.timedelta(days=settings.graph_calendar_horizon_days)
+        self.subscriptions = Subscriptions(client, settings.graph_subscription_max_minutes)
+        self._user = f"/users/{quote(mailbox, safe='@')}"
+        self._owner = ids.owner_value(org_id, user_id)
+
+    # --- calendars --------------------------------------------------------------------------------
+    async def writable_calendars(self) -> list[str]:
+        """Ids of the mailbox's calendars the user can edit (the default one is where events are written)."""
+        found = []
+        async for page in self.client.pages(f"{self._user}/calendars", {"$select": "id,name,canEdit"}):
+            found.extend(c["id"] for c in page if c.get("canEdit"))
+        return found
+
+    # --- changes ----------------------------------------------------------------------------------
+    async def list_changes(self, cursor: str | None, window_days: int, page_cap: int,
+                           page_token: str | None = None) -> ChangePage:
+        """Up to about `page_cap` changes: whole Graph pages are taken until the cap is reached."""
+        params = None
+        url = page_token or cursor
+        if url is None:
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            url = f"{self._user}/calendarView/delta"
+            params = {"startDateTime": _graph_time(now - dt.timedelta(days=window_days)),
+                      "endDateTime": _graph_time(now + self.horizon)}
+        headers = {"Prefer": f"odata.maxpagesize={max(1, min(page_cap, _LIST_PAGE))}"}
+        items: list[dict] = []
+        while True:
+            body = (await self._delta_page(url, params, headers)).body
+            items.extend(body.get("value", []))
+            if "@odata.deltaLink" in body:
+                next_cursor, final_cursor = None, body["@odata.deltaLink"]
+                break
+            url, params = body["@odata.nextLink"], None
+            if len(items) >= page_cap:
+                next_cursor, final_cursor = url, None
+                break
+        return ChangePage(await self._resolve(items), next_cursor, final_cursor)
+
+    async def _delta_page(self, url: str, params: dict | None, headers: dict) -> GraphResponse:
+        try:
+            return await self.client.request("GET", url, params=params, headers=headers)
+        except GraphError as exc:
+            if exc.status == 410 or exc.code.lower() in _SYNC_STATE_LOST:
+                raise CursorExpired(f"Graph delta token no longer valid: {exc}") from exc
+            raise
+
+    async def _resolve(self, items: list[dict]) -> list[ProviderEvent]:
+        """Delta items as provider events, in delta order: deletions as such; series occurrences as their
+        series (read); events that left the window read again (moved, or gone); invitations from others
+        left out. Which CRM record an event is comes from our extended property, which delta cannot
+        expand: a few events are read again, 20 to a batch; for more, one listing of our own events
+        (a call per 1,000) is cheaper than a read per event."""
+        deleted: set[str] = set()
+        singles: dict[str, dict] = {}
+        to_read: list[str] = []
+        for item in items:
+            removed = item.get("@removed", {}).get("reason")
+            if removed == "deleted":
+                deleted.add(item["id"])
+            elif removed or item.get("seriesMasterId"):
+                to_read.append(item.get("seriesMasterId") or item["id"])
+            else:
+                singles[item["id"]] = item
+        found = _Found()
+        if len(singles) > BATCH_MAX:
+            record_of = await self._our_events()
+            for event_id, raw in singles.items():
+                found.add(event_id, raw, record_of.get(event_id))
+        else:
+            to_read.extend(singles)
+        await self._read(found, to_read)
+        series = [raw["seriesMasterId"] for raw in found.events.values() if raw and raw.get("seriesMasterId")]
+        await self._read(found, series)
+
+        events: dict[str, ProviderEvent] = {}
+        for item in items:
+            event_id = item["id"] if item["id"] in deleted else item.get("seriesMasterId") or item["id"]
+            raw = found.events.get(event_id)
+            if raw is not None and raw.get("seriesMasterId"):
+                raw = found.events.get(raw["seriesMasterId"])
+            if raw is None:
+                events.setdefault(event_id, ProviderEvent(event_id, None))
+            elif raw.get("isOrganizer", True):
+                mapped = self._provider_event(raw, found.records.get(raw["id"]))
+                if mapped is not None:
+                    events[raw["id"]] = mapped
+        return list(events.values())
+
+    async def _read(self, found: _Found, event_ids: list[str]) -> None:
+        """Read these events (those not read yet) with our properties, 20 to a batch; 404: gone (None)."""
+        wanted = [i for i in dict.fromkeys(event_ids) if i not in found.events]
+        query = {"$expand": ids.EXPAND_OURS}
+        requests = [BatchRequest("GET", with_query(self._event_path(i), query)) for i in wanted]
+        for event_id, answer in zip(wanted, await self.client.batch(requests)):
+            if answer.status == 404:
+                found.add(event_id, None, None)
+            elif not answer.ok:
+                raise error_of(answer, f"GET event {event_id}")
+            else:
+                found.add(event_id, answer.body, self._record_of(answer.body))
+
+    def _record_of(self, raw: dict) -> str | None:
+        """The CRM record id on an event read with EXPAND_OURS, if this user's sync wrote it."""
+        ours = ids.properties_of(raw)
+        return ours.get(ids.RECORD_PROPERTY) if ours.get(ids.OWNER_PROPERTY) == self._owner else None
+
+    def _provider_event(self, raw: dict, crm_record_id: str | None) -> ProviderEvent | None:
+        """The event as the engine takes it; None (logged with the reason) for one that cannot be mapped,
+        which is skipped rather than stopping the user's sync or passing for a deletion."""
+        try:
+            mapped = mapping.graph_to_canonical(raw)
+        except mapping.InvalidEvent as exc:
+            log.warning("outlook event not mappable: skipped", mailbox=self.mailbox, event_id=raw.get("id"),
+                        reason=str(exc))
+            return None
+        return ProviderEvent(
+            provider_id=raw["id"],
+            event=mapped.event,
+            crm_record_id=crm_record_id,
+            etag=raw.get("@odata.etag"),
+            updated_at=raw.get("lastModifiedDateTime"),
+            raw_problems=tuple(mapped.problems) + tuple(mapped.unmapped),
+        )
+
+    # --- our events by CRM record -----------------------------------------------------------------
+    async def find_by_crm_id(self, crm_record_id: str) -> ProviderEvent | None:
+        params = {"$filter": ids.has_property(ids.RECORD_PROPERTY, crm_record_id), "$expand": ids.EXPAND_OURS}
+        async for page in self.client.pages(f"{self._user}/events", params):
+            for raw in page:
+                if self._record_of(raw) == crm_record_id:
+                    # Unmappable as it stands in Outlook, it is still the event to write over.
+                    unmappable = ProviderEvent(raw["id"], None, crm_record_id)
+                    return self._provider_event(raw, crm_record_id) or unmappable
+        return None
+
+    async def _our_events(self) -> dict[str, str]:
+        """provider id -> CRM record id of every event we wrote for this user, $top pages at a time."""
+        params = {"$filter": ids.has_property(ids.OWNER_PROPERTY, self._owner), "$select": "id",
+                  "$expand": ids.EXPAND_OURS, "$top": str(_LIST_PAGE)}
+        found: dict[str, str] = {}
+        async for page in self.client.pages(f"{self._user}/events", params):
+            found.update((raw["id"], ids.properties_of(raw).get(ids.RECORD_PROPERTY, "")) for raw in page)
+        return found
+
+    async def _locate(self, crm_ids: list[str]) -> dict[str, str]:
+        """CRM record id -> provider id of our events for these records: one filtered read for a single
+        record, else one listing of all our events (one call per 1,000) instead of a read per record."""
+        if len(crm_ids) == 1:
+            found = await self.find_by_crm_id(crm_ids[0])
+            return {crm_ids[0]: found.provider_id} if found else {}
+        wanted = set(crm_ids)
+        return {crm: pid for pid, crm in (await self._our_events()).items() if crm in wanted}
+
+    # --- writes -----------------------------------------------------------------------------------
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
+        result = (await self.upsert_many([(crm_record_id, event, provider_id)]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def upsert_many(self, items: list[_Item]) -> list[WriteResult | Exception]:
+        missing = [crm for crm, _, pid in items if pid is None]
+        located = await self._locate(missing) if missing else {}
+        targets = [pid or located.get(crm) for crm, _, pid in items]
+        writes = [self._write(crm, event, pid) for (crm, event, _), pid in zip(items, targets)]
+        answers = await self.client.batch(writes)
+        # An update of an event the user deleted in Outlook: the CRM still has the event, so create it again.
+        gone = [n for n, answer in enumerate(answers) if targets[n] and answer.status == 404]
+        if gone:
+            again = [self._write(items[n][0], items[n][1], None, replacing=targets[n]) for n in gone]
+            for n, answer in zip(gone, await self.client.batch(again)):
+                answers[n] = answer
+        return [self._result(item, answer) for item, answer in zip(items, answers)]
+
+    def _write(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None,
+               replacing: str | None = None) -> BatchRequest:
+        body = mapping.canonical_to_graph(event)
+        if not self.invite_attendees:
+            body.pop("attendees", None)
+        body["singleValueExtendedProperties"] = ids.stamp(self.org_id, self.user_id, crm_record_id)
+        if provider_id:
+            return BatchRequest("PATCH", self._event_path(provider_id), body)
+        body["transactionId"] = ids.transaction_id(self.org_id, self.user_id, crm_record_id, replacing)
+        return BatchRequest("POST", f"{self._user}/events", body)
+
+    def _result(self, item: _Item, answer: GraphResponse) -> WriteResult | Exception:
+        crm_record_id, event, _ = item
+        if not answer.ok:
+            return error_of(answer, f"write of CRM event {crm_record_id}")
+        unmapped = list(mapping.fit_graph(event).unmapped)  # what Graph cannot hold (a second reminder...)
+        if event.attendees and not self.invite_attendees:
+            unmapped.append(f"attendees: {len(event.attendees)} participants kept in the CRM only: writing "
+                            "them to Outlook would send invitations")
+        try:
+            written = mapping.graph_to_canonical(answer.body)
+        except mapping.InvalidEvent as exc:  # written but not readable back: the engine keeps what it sent
+            return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), None,
+                               (*unmapped, f"read back: {exc}"))
+        return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), written.event, tuple(unmapped))
+
+    async def delete(self, provider_id: str) -> None:
+        try:
+            await self.client.request("DELETE", self._event_path(provider_id))
+        except GraphError as exc:
+            if exc.status != 404:  # already gone is what we wanted
+                raise
+
+    async def delete_all_synced(self) -> int:
+        """Disabling the sync: every event we wrote for this user goes; the user's own events stay.
+        Deletes that failed are raised after all the others were tried; a retry finishes the job."""
+        event_ids = list(await self._our_events())
+        answers = await self.client.batch([BatchRequest("DELETE", self._event_path(i)) for i in event_ids])
+        failed = [(i, a) for i, a in zip(event_ids, answers) if not a.ok and a.status != 404]
+        if failed:
+            event_id, answer = failed[0]
+            raise error_of(answer, f"delete of {len(failed)} synced events, first {event_id}")
+        log.info("synced events deleted", mailbox=self.mailbox, count=len(event_ids))
+        return len(event_ids)
+
+    # --- push -------------------------------------------------------------------------------------
+    async def watch(self, address: str, secret: str) -> Channel:
+        return await self.subscriptions.create(f"{self._user.lstrip('/')}/events", address, secret)
+
+    async def renew(self, channel: Channel) -> Channel:
+        """Extend the subscription in place; SubscriptionGone (a LookupError) when Graph has dropped it."""
+        return await self.subscriptions.renew(channel)
+
+    async def unwatch(self, channel: Channel) -> None:
+        await self.subscriptions.delete(channel)
+
+    def _event_path(self, event_id: str) -> str:
+        return f"{self._user}/events/{quote(event_id, safe='')}"
+
