@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sandbox.crm import edits
 from sandbox.crm.records import WRITABLE_MODULES, CrmRecord, Origin, RecordNotFound
-from sandbox.crm.store import CrmStore, CrmTransaction
+from sandbox.crm.store import Contention, CrmStore, CrmTransaction
 from schemas import ChangeSource, CrmModule
 from schemas.base import Identifier
 from services.ingest.problems import Problem, install_problem_handlers
@@ -70,11 +70,12 @@ class Approval(Body):
     approved_by: Identifier
 
 
-def crm_store(request: Request) -> CrmStore:
+# Dependencies are coroutines: FastAPI would run plain functions on its thread pool, a hop per request.
+async def crm_store(request: Request) -> CrmStore:
     return request.app.state.store
 
 
-def writable(module: Annotated[CrmModule, Path(description="Leads, Contacts, Accounts, Deals, Events...")]):
+async def writable(module: Annotated[CrmModule, Path(description="Leads, Contacts, Accounts, Deals, Events...")]):
     if module not in WRITABLE_MODULES:
         raise Problem(422, "module-not-writable", "Module not writable",
                       f"module {module.value} is not written over this API (users come by invitation)",
@@ -202,8 +203,9 @@ def create_api(store: CrmStore) -> FastAPI:
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
-    async def _redis_down(request: Request, exc: Exception):
-        return Problem(503, "store-unavailable", "Store unavailable", f"Redis: {exc}",
+    @app.exception_handler(Contention)
+    async def _store_unavailable(request: Request, exc: Exception):
+        return Problem(503, "store-unavailable", "Store unavailable", f"try again: {exc}",
                        headers={"Retry-After": "1"}).response(request.url.path)
 
     @app.get("/healthz", tags=["ops"])

@@ -1,15 +1,16 @@
 """crm.commands applied to the CRM, each idempotency key once: the writebacks of the integrations.
 
-A command's effects, its idempotency marker and the changes it causes commit in one transaction, so a
-repeat (a redelivery, a retry by the issuer, a second CRM process) changes and announces nothing.
+A command's effects, its idempotency marker and the changes it causes commit in one transaction that
+only succeeds while the marker is absent, so a repeat (a redelivery, a retry by the issuer, a second
+CRM process) changes and announces nothing.
 """
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 from sandbox.crm import edits
-from sandbox.crm.records import PARENT_ID_FIELD, PARENT_MODULE_FIELD, Origin
-from sandbox.crm.store import CrmStore, CrmTransaction
+from sandbox.crm.records import PARENT_ID_FIELD, PARENT_MODULE_FIELD, Origin, RecordNotFound
+from sandbox.crm.store import AlreadyApplied, CrmStore, CrmTransaction
 from schemas import (
     AttachEmail,
     ChangeSource,
@@ -31,14 +32,20 @@ async def apply_command(store: CrmStore, command: CrmCommand) -> bool:
     origin = Origin(ChangeSource.INTEGRATION, command.correlation_id)
     apply_action = _ACTIONS[type(command.action)]
 
-    async def work(txn: CrmTransaction) -> bool:
-        if await txn.applied(command.idempotency_key):
-            return False
+    async def work(txn: CrmTransaction) -> None:
+        txn.once(command.idempotency_key, command.correlation_id)
         await apply_action(txn, command.action, origin)
-        txn.mark_applied(command.idempotency_key, command.correlation_id)
-        return True
 
-    return await store.transaction(command.org_id, work)
+    try:
+        await store.transaction(command.org_id, work)
+    except AlreadyApplied:
+        return False
+    except RecordNotFound:
+        # A repeat of a command applied before its record was deleted is a repeat, not an error.
+        if await store.applied(command.org_id, command.idempotency_key):
+            return False
+        raise
+    return True
 
 
 async def _upsert_record(txn: CrmTransaction, action: UpsertRecord, origin: Origin) -> None:

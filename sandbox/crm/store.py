@@ -1,9 +1,10 @@
 """The CRM's records in Redis, written in transactions that also queue the changes to announce.
 
-A write reads what it depends on (watched), decides, then commits the records, the indexes, the
-idempotency marker and the outbox entries of its changes in one MULTI/EXEC: two CRM processes, or one
-restarted half way, never apply a command twice nor lose the change a write made. The outbox is
-drained to ingest by `outbox.ChangePublisher`.
+A unit of work reads what it depends on, decides, and commits in one script call: the script checks
+that everything read is still as it was (optimistic concurrency, like WATCH but in one round trip),
+then writes the records, the indexes, the idempotency marker and the outbox entries of the changes
+together. Two CRM processes, or one restarted half way, never apply a command twice nor lose the change
+a write made. The outbox is drained to ingest by `outbox.ChangePublisher`.
 
 Keys, under the project's scheme (`services.common.state.key`), per org:
   crm:<org>:record:<module>:<id>     the record (JSON)
@@ -13,7 +14,8 @@ Keys, under the project's scheme (`services.common.state.key`), per org:
   crm:<org>:emails:<module>:<id>     the record's emails related list (hash: message id -> entry)
   crm:<org>:files:<module>:<id>      the record's files related list (set of Attachments ids)
   crm:<org>:join-requests            pending join requests (hash: directory user id -> request)
-and crm-outbox, one stream of changes waiting for ingest, in commit order.
+and crm-outbox, one stream of changes waiting for ingest, in commit order. The commit script names the
+keys it touches in its arguments, not in KEYS: the reference CRM runs on one Redis, not a cluster.
 """
 from __future__ import annotations
 
@@ -24,16 +26,35 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from sandbox.crm.records import CrmRecord, Origin
 from schemas import CrmModule, CrmOp
+from services.common.retry import TransientError
 from services.common.state import key
 
 T = TypeVar("T")
 
 OUTBOX = key("crm-outbox")
 OUTBOX_FIELD = "change"
+MAX_ATTEMPTS = 50
+
+_COMMIT = """
+-- ARGV[1]: [[read command...], value it returned (false: nothing)]...; ARGV[2]: [write command...]...
+-- Returns 0 once written, else the 1-based number of the first read whose answer changed.
+for i, guard in ipairs(cjson.decode(ARGV[1])) do
+  if redis.call(unpack(guard[1])) ~= guard[2] then return i end
+end
+for _, write in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(write)) end
+return 0
+"""
+
+
+class AlreadyApplied(Exception):
+    """The unit of work's idempotency key was committed before: nothing was written."""
+
+
+class Contention(TransientError):
+    """What a unit of work read kept changing under it: worth retrying a little later."""
 
 
 def _digest(text: str) -> str:
@@ -67,90 +88,87 @@ class OrgKeys:
 
 
 class CrmTransaction:
-    """One org's reads (each watched) and then its writes, queued until `commit`.
+    """One org's reads, each remembered as a guard, and the writes decided from them.
 
-    Reads must all come before the first write is committed; the store retries the whole unit of
-    work when a watched key changed meanwhile, so a unit of work must be free of other side effects.
+    Nothing is written before the store commits, so a unit of work may run again (when what it read
+    changed meanwhile) and must have no other side effects.
     """
 
-    def __init__(self, pipe: Pipeline, org_id: str, applied_ttl_s: int):
-        self.pipe = pipe
+    def __init__(self, redis: aioredis.Redis, org_id: str, applied_ttl_s: int):
+        self.redis = redis
         self.org_id = org_id
         self.keys = OrgKeys(org_id)
         self.now = dt.datetime.now(dt.UTC)
         self._applied_ttl_s = applied_ttl_s
-        self._writes: list[Callable[[Pipeline], Any]] = []
+        self.guards: list[list] = []
+        self.writes: list[list[str]] = []
+        self._once_guard: int | None = None
+
+    async def _read(self, command: str, *args: str) -> str | None:
+        """GET or HGET: a string or nothing, compared as such by the commit script."""
+        value = await self.redis.execute_command(command, *args)
+        self.guards.append([[command, *args], False if value is None else value])
+        return value
 
     # --- reads ------------------------------------------------------------------------------------
-    async def applied(self, idempotency_key: str) -> bool:
+    def once(self, idempotency_key: str, correlation_id: str) -> None:
+        """Commit only if `idempotency_key` was never committed, and remember it from then on."""
         name = self.keys.applied(idempotency_key)
-        await self.pipe.watch(name)
-        return bool(await self.pipe.exists(name))
+        self._once_guard = len(self.guards)
+        self.guards.append([["EXISTS", name], 0])
+        self.writes.append(["SET", name, correlation_id, "EX", str(self._applied_ttl_s)])
+
+    def is_once_guard(self, guard_index: int) -> bool:
+        return guard_index == self._once_guard
 
     async def record(self, module: CrmModule, record_id: str) -> CrmRecord | None:
-        name = self.keys.record(module, record_id)
-        await self.pipe.watch(name)
-        raw = await self.pipe.get(name)
+        raw = await self._read("GET", self.keys.record(module, record_id))
         return CrmRecord.model_validate_json(raw) if raw else None
 
     async def record_by_ref(self, module: CrmModule, external_ref: str) -> CrmRecord | None:
-        name = self.keys.ref(module, external_ref)
-        await self.pipe.watch(name)
-        record_id = await self.pipe.get(name)
+        record_id = await self._read("GET", self.keys.ref(module, external_ref))
         return await self.record(module, record_id) if record_id else None
 
     async def has_email(self, module: CrmModule, record_id: str, message_id: str) -> bool:
-        name = self.keys.emails(module, record_id)
-        await self.pipe.watch(name)
-        return bool(await self.pipe.hexists(name, message_id))
+        return await self._read("HGET", self.keys.emails(module, record_id), message_id) is not None
 
     async def join_request(self, directory_user_id: str) -> dict | None:
-        name = self.keys.join_requests()
-        await self.pipe.watch(name)
-        raw = await self.pipe.hget(name, directory_user_id)
+        raw = await self._read("HGET", self.keys.join_requests(), directory_user_id)
         return json.loads(raw) if raw else None
 
     # --- writes -----------------------------------------------------------------------------------
     def save(self, record: CrmRecord, previous: CrmRecord | None, origin: Origin) -> None:
         """Create or update `record` and announce it."""
-        keys, module = self.keys, record.module
-        self._writes.append(lambda p: p.set(keys.record(module, record.id), record.model_dump_json()))
+        module = record.module
+        self.writes.append(["SET", self.keys.record(module, record.id), record.model_dump_json()])
         if previous is None:
-            score = record.created_at.timestamp()
-            self._writes.append(lambda p: p.zadd(keys.index(module), {record.id: score}))
+            self.writes.append(["ZADD", self.keys.index(module), repr(record.created_at.timestamp()), record.id])
         if previous is not None and previous.external_ref not in (None, record.external_ref):
-            self._writes.append(lambda p: p.delete(keys.ref(module, previous.external_ref)))
+            self.writes.append(["DEL", self.keys.ref(module, previous.external_ref)])
         if record.external_ref is not None:
-            self._writes.append(lambda p: p.set(keys.ref(module, record.external_ref), record.id))
+            self.writes.append(["SET", self.keys.ref(module, record.external_ref), record.id])
         self._link_to_parent(record, previous)
         self._announce(record, CrmOp.CREATED if previous is None else CrmOp.UPDATED, origin)
 
     def remove(self, record: CrmRecord, origin: Origin) -> None:
         """Delete `record` with its related lists and announce it."""
-        keys, module = self.keys, record.module
-        self._writes.append(lambda p: p.delete(keys.record(module, record.id), keys.emails(module, record.id),
-                                               keys.files(module, record.id)))
-        self._writes.append(lambda p: p.zrem(keys.index(module), record.id))
+        module = record.module
+        self.writes.append(["DEL", self.keys.record(module, record.id), self.keys.emails(module, record.id),
+                            self.keys.files(module, record.id)])
+        self.writes.append(["ZREM", self.keys.index(module), record.id])
         if record.external_ref is not None:
-            self._writes.append(lambda p: p.delete(keys.ref(module, record.external_ref)))
+            self.writes.append(["DEL", self.keys.ref(module, record.external_ref)])
         self._link_to_parent(None, record)
         self._announce(record.model_copy(update={"modified_at": self.now}), CrmOp.DELETED, origin)
 
     def add_email(self, module: CrmModule, record_id: str, message_id: str, entry: dict) -> None:
-        name, value = self.keys.emails(module, record_id), json.dumps(entry)
-        self._writes.append(lambda p: p.hset(name, message_id, value))
+        self.writes.append(["HSET", self.keys.emails(module, record_id), message_id, json.dumps(entry)])
 
     def put_join_request(self, directory_user_id: str, request: dict) -> None:
-        name, value = self.keys.join_requests(), json.dumps(request)
-        self._writes.append(lambda p: p.hset(name, directory_user_id, value))
+        self.writes.append(["HSET", self.keys.join_requests(), directory_user_id, json.dumps(request)])
 
     def drop_join_request(self, directory_user_id: str) -> None:
-        name = self.keys.join_requests()
-        self._writes.append(lambda p: p.hdel(name, directory_user_id))
-
-    def mark_applied(self, idempotency_key: str, correlation_id: str) -> None:
-        name, ttl = self.keys.applied(idempotency_key), self._applied_ttl_s
-        self._writes.append(lambda p: p.set(name, correlation_id, ex=ttl))
+        self.writes.append(["HDEL", self.keys.join_requests(), directory_user_id])
 
     def _link_to_parent(self, record: CrmRecord | None, previous: CrmRecord | None) -> None:
         """Keep an attachment in its parent's files related list, following a change of parent."""
@@ -160,35 +178,40 @@ class CrmTransaction:
             return
         attachment_id = (record or previous).id
         if old is not None:
-            self._writes.append(lambda p: p.srem(self.keys.files(*old), attachment_id))
+            self.writes.append(["SREM", self.keys.files(*old), attachment_id])
         if new is not None:
-            self._writes.append(lambda p: p.sadd(self.keys.files(*new), attachment_id))
+            self.writes.append(["SADD", self.keys.files(*new), attachment_id])
 
     def _announce(self, record: CrmRecord, op: CrmOp, origin: Origin) -> None:
-        entry = {OUTBOX_FIELD: record.change(self.org_id, op, origin).model_dump_json()}
-        self._writes.append(lambda p: p.xadd(OUTBOX, entry))
-
-    def commit(self) -> None:
-        self.pipe.multi()
-        for write in self._writes:
-            write(self.pipe)
+        change = record.change(self.org_id, op, origin).model_dump_json()
+        self.writes.append(["XADD", OUTBOX, "*", OUTBOX_FIELD, change])
 
 
 class CrmStore:
     def __init__(self, redis: aioredis.Redis, applied_ttl_s: int):
         self.redis = redis
         self.applied_ttl_s = applied_ttl_s
+        self._commit = redis.register_script(_COMMIT)
 
     async def transaction(self, org_id: str, work: Callable[[CrmTransaction], Awaitable[T]]) -> T:
-        """Run `work` and commit what it wrote atomically; run it again if what it read changed."""
+        """Run `work` and commit what it wrote atomically; run it again if what it read changed.
 
-        async def attempt(pipe: Pipeline) -> T:
-            txn = CrmTransaction(pipe, org_id, self.applied_ttl_s)
+        Raises AlreadyApplied when the idempotency key `work` gave (`txn.once`) was committed before.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            txn = CrmTransaction(self.redis, org_id, self.applied_ttl_s)
             result = await work(txn)
-            txn.commit()
-            return result
+            if not txn.writes:
+                return result
+            stale = await self._commit(args=[_json(txn.guards), _json(txn.writes)])
+            if not stale:
+                return result
+            if txn.is_once_guard(stale - 1):
+                raise AlreadyApplied()
+        raise Contention(f"records of org {org_id} kept changing during {MAX_ATTEMPTS} attempts")
 
-        return await self.redis.transaction(attempt, value_from_callable=True)
+    async def applied(self, org_id: str, idempotency_key: str) -> bool:
+        return bool(await self.redis.exists(OrgKeys(org_id).applied(idempotency_key)))
 
     # --- what the HTTP API lists ------------------------------------------------------------------
     async def record(self, org_id: str, module: CrmModule, record_id: str) -> CrmRecord | None:
@@ -218,3 +241,7 @@ class CrmStore:
             return []
         raws = await self.redis.mget([keys.record(module, record_id) for record_id in ids])
         return [CrmRecord.model_validate_json(raw) for raw in raws if raw]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

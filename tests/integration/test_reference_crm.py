@@ -12,6 +12,9 @@ import uuid
 import httpx
 import pytest
 
+from sandbox.crm import edits
+from sandbox.crm.records import Origin
+from sandbox.crm.store import CrmStore
 from schemas import (
     AttachEmail,
     ChangeSource,
@@ -26,6 +29,7 @@ from schemas import (
     UpsertRecord,
 )
 from services.common.bus import Bus
+from services.common.state import connect
 from services.common.topics import CRM_COMMANDS, dlq_name
 from tests.fixtures.net import free_port, wait_for
 from tests.fixtures.topics import read_topic
@@ -175,6 +179,26 @@ def test_an_applied_key_is_remembered_across_a_restart(crm, settings, kafka_boot
     assert len([c for c in changes(kafka_bootstrap, org) if c.correlation_id == once.correlation_id]) == 1
 
 
+def test_changes_wait_in_the_outbox_while_ingest_is_unreachable_and_go_out_after(
+    start_service, ingest, kafka_bootstrap
+):
+    org = unique_org()
+    port = free_port()
+    cut_off = start_service("sandbox.crm", CRMSYNC_CRM_PORT=str(port),
+                            CRMSYNC_CRM_INGEST_URL=f"http://127.0.0.1:{free_port()}")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        wait_for(lambda: http.get("/healthz").status_code == 200, 60, what="the cut-off CRM")
+        r = http.post(f"/v1/orgs/{org}/modules/Deals/records", json={"owner_id": "user-1", "fields": {"Stage": "New"}})
+    assert r.status_code == 201
+    wait_for(lambda: "cannot publish CRM changes yet" in cut_off.log(), 30, what="a failed delivery")
+    assert changes(kafka_bootstrap, org) == []
+    cut_off.stop()
+
+    start_service("sandbox.crm", CRMSYNC_CRM_PORT=str(port), CRMSYNC_CRM_INGEST_URL=ingest.url)
+    [change] = wait_for(lambda: changes(kafka_bootstrap, org), 60, what="the change kept in the outbox")
+    assert change.record_id == r.json()["id"] and change.fields == {"Stage": "New"}
+
+
 def test_an_upsert_with_a_known_external_ref_updates_that_record_instead_of_duplicating(
     crm, settings, kafka_bootstrap
 ):
@@ -286,3 +310,55 @@ def test_bad_http_input_is_a_problem_naming_what_is_wrong_and_changes_nothing(cr
         assert r.headers["content-type"] == "application/problem+json"
         assert named in r.json()["detail"], (path, r.json())
     assert crm.records(org, "Events") == []
+
+
+# --- the store alone, on the session's Redis: what the commit script must get right ----------------
+
+
+def store_on(redis_url: str) -> CrmStore:
+    return CrmStore(connect(redis_url), applied_ttl_s=600)
+
+
+def test_concurrent_edits_of_one_record_lose_none_of_them(redis_url):
+    org, origin = unique_org(), Origin(ChangeSource.UI)
+
+    async def scenario() -> dict:
+        store = store_on(redis_url)
+
+        async def create(txn):
+            return edits.put(txn, None, CrmModule.DEALS, "user-1", {}, None, origin)
+
+        async def set_field(record_id: str, n: int):
+            async def work(txn):
+                current = await edits.existing(txn, CrmModule.DEALS, record_id)
+                return edits.put(txn, current, CrmModule.DEALS, None, {f"F{n}": n}, None, origin)
+
+            await store.transaction(org, work)
+
+        record = await store.transaction(org, create)
+        await asyncio.gather(*(set_field(record.id, n) for n in range(20)))
+        fields = (await store.record(org, CrmModule.DEALS, record.id)).fields
+        await store.redis.aclose()
+        return fields
+
+    assert asyncio.run(scenario()) == {f"F{n}": n for n in range(20)}
+
+
+def test_values_survive_the_commit_script_as_they_were_sent(redis_url):
+    org = unique_org()
+    fields = {"Subject": "Café ☕ 🎉 \"quoted\" \\ back", "Participants": [], "Reminders": [{"minutes": 10}],
+              "Empty": {}, "Nothing": None, "Big": 2**53 + 1, "Ratio": 0.1}
+
+    async def scenario():
+        store = store_on(redis_url)
+
+        async def create(txn):
+            return edits.put(txn, None, CrmModule.EVENTS, "user-1", fields, "g:é/1", Origin(ChangeSource.UI))
+
+        record = await store.transaction(org, create)
+        stored = await store.record(org, CrmModule.EVENTS, record.id)
+        await store.redis.aclose()
+        return stored
+
+    stored = asyncio.run(scenario())
+    assert stored.fields == fields and stored.external_ref == "g:é/1"
