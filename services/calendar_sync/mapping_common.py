@@ -42,7 +42,8 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
     def mapped(self, event: CanonicalEvent | None) -> Mapped:
-        return Mapped(event, tuple(self.unmapped), tuple(self.problems))
+        """The result, each finding once (a start and an end in one unknown zone are one finding)."""
+        return Mapped(event, tuple(dict.fromkeys(self.unmapped)), tuple(dict.fromkeys(self.problems)))
 
 
 def parse_date_time(text: object, where: str) -> dt.datetime:
@@ -56,11 +57,16 @@ def parse_date_time(text: object, where: str) -> dt.datetime:
 
 
 def parse_date(text: object, where: str) -> dt.date:
-    """The date part (YYYY-MM-DD) of a date or date-time, as written. InvalidEvent when malformed."""
+    """The date part (YYYY-MM-DD) of a date or date-time, as written: never moved to another zone.
+    InvalidEvent when malformed."""
+    written = str(text).strip()
     try:
-        return dt.date.fromisoformat(str(text).strip()[:10])
+        day = dt.date.fromisoformat(written[:10])
     except ValueError:
         raise InvalidEvent(f"{where} {text!r} is not a date (YYYY-MM-DD)") from None
+    if len(written) > 10:
+        parse_date_time(written, where)  # the rest must be a time
+    return day
 
 
 def event_time(moment: dt.datetime, zone_name: str | None, where: str, report: Report) -> EventTime:

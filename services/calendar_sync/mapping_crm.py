@@ -84,6 +84,8 @@ def _crm_range(fields: dict, report: Report) -> tuple[EventTime, EventTime]:
     if not start_text:
         raise InvalidEvent("Start_DateTime: missing")
     all_day = fields.get("All_day")
+    if isinstance(all_day, str):
+        all_day = all_day.strip().lower() in ("true", "1", "yes")
     if all_day is None:
         all_day = _is_bare_date(start_text)
     if all_day:
@@ -122,8 +124,10 @@ def _crm_attendees(participants: object, report: Report) -> tuple[Attendee, ...]
 
 
 def _crm_recurrence(lines: object, report: Report) -> tuple[str, ...]:
+    if isinstance(lines, str):  # one text of lines rather than a list
+        lines = lines.splitlines()
     kept = []
-    for index, line in enumerate(lines or ()):
+    for index, line in enumerate(lines if isinstance(lines, list | tuple) else ()):
         name = str(line).strip().split(":", 1)[0].split(";", 1)[0].upper()
         if name in RULE_KINDS:
             kept.append(str(line))

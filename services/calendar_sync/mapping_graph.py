@@ -175,9 +175,11 @@ def _graph_recurrence(recurrence: object, start: EventTime, report: Report) -> t
         return ()
     try:
         return (graph_to_rrule(recurrence, start),)
-    except (NotHeld, KeyError, TypeError, ValueError) as reason:
-        report.problems.append(f"recurrence: {reason!r}: not synced")
-        return ()
+    except NotHeld as reason:
+        report.problems.append(f"recurrence: {reason}: not synced")
+    except (KeyError, TypeError, ValueError) as reason:
+        report.problems.append(f"recurrence: malformed ({type(reason).__name__}: {reason}): not synced")
+    return ()
 
 
 # --- canonical -> Graph -------------------------------------------------------------------------

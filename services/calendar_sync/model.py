@@ -11,7 +11,7 @@ are how echoes and changes are recognised: two events that mean the same must co
 - An all-day start or end is a date and nothing else; the end date is exclusive, as in Google, Graph
   and iCalendar (an event on 1 May ends on 2 May).
 - Reminders are popup minutes, sorted, each once.
-- Attendees are lower-cased, each address once, sorted by address.
+- Attendees are lower-cased, each address once, sorted by address; names are stripped.
 - Recurrence lines are RFC 5545 RRULE/EXRULE/RDATE/EXDATE lines, rules first, with the RRULE parts in
   one order (see `rrule_line`).
 """
@@ -52,6 +52,11 @@ class Attendee(BaseModel):
     @classmethod
     def _lower(cls, email: str) -> str:
         return email.strip().lower()
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, name: str) -> str:
+        return name.strip()
 
 
 class EventTime(BaseModel):

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from dateutil import rrule
 
@@ -22,7 +22,7 @@ from services.calendar_sync.ports import ProviderEvent
 __all__ = [
     "Conflict", "Decision", "MergeResult", "Preview", "crm_change_decision", "first_sync_order",
     "google_event_id", "guests_to_add_as_contacts", "meeting_key", "merge_three_way", "preview",
-    "provider_change_is_echo",
+    "provider_change_is_echo", "send_updates",
 ]
 
 CALENDAR_INTEGRATIONS = frozenset({Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR})
@@ -80,6 +80,23 @@ def _is_ours(correlation_id: str, ours: Callable[[str], bool] | Collection[str])
 def provider_change_is_echo(event: CanonicalEvent | None, last_written_fingerprint: str | None) -> bool:
     """A provider change equal in every synced field to what we last wrote there is our own write."""
     return event is not None and last_written_fingerprint is not None and event.fingerprint() == last_written_fingerprint
+
+
+# --- invitations --------------------------------------------------------------------------------
+
+SendUpdates = Literal["none", "all", "externalOnly"]
+
+
+def send_updates(
+    previous: CanonicalEvent | None, current: CanonicalEvent, *, changed_by_user: bool, org_setting: SendUpdates = "none"
+) -> SendUpdates:
+    """Who the provider may mail about a write (Google's `sendUpdates`): nobody, unless a user changed
+    the participant list in the CRM and the org lets such changes notify. A sync by itself never sends
+    invitations or update mails: not for a first sync, a merge, a resync, or a time or title edit."""
+    if not changed_by_user or previous is None:
+        return "none"
+    invited = {attendee.email for attendee in current.attendees}
+    return org_setting if invited != {attendee.email for attendee in previous.attendees} else "none"
 
 
 # --- ids and keys -------------------------------------------------------------------------------

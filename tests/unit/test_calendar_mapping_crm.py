@@ -191,3 +191,16 @@ def test_the_end_of_an_all_day_event_is_never_before_its_start_when_written_back
     odd = meeting(start=day("2026-05-01"), end=day("2026-05-01"))  # built by hand: an empty range
     assert canonical_to_crm(odd)["End_DateTime"] == "2026-05-01"
     assert dt.date.fromisoformat(canonical_to_crm(odd)["Start_DateTime"]) == dt.date(2026, 5, 1)
+
+
+def test_loosely_typed_values_are_read_as_meant():
+    assert not crm_to_canonical(crm_event(All_day="false")).event.start.all_day
+    assert crm_to_canonical(crm_event(All_day="true", Start_DateTime="2026-05-01", End_DateTime="2026-05-01")).event.start.all_day
+    lines = crm_to_canonical(crm_event(Recurrence="RRULE:FREQ=DAILY;COUNT=3\nEXDATE:20261125T090000Z")).event.recurrence
+    assert lines == ("RRULE:FREQ=DAILY;COUNT=3", "EXDATE:20261125T090000Z")
+    with pytest.raises(InvalidEvent, match="is not an RFC 3339"):
+        crm_to_canonical(crm_event(All_day=True, Start_DateTime="2026-05-01 and then some"))
+
+
+def test_a_finding_about_both_ends_is_reported_once():
+    assert len(crm_to_canonical(crm_event(Time_Zone="Mars/Olympus_Mons")).problems) == 1

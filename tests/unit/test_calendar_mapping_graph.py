@@ -261,4 +261,7 @@ def test_exceptions_and_second_rules_are_reported():
 def test_a_pattern_we_do_not_know_is_reported_and_the_event_still_maps():
     mapped = graph_to_canonical(graph_event(recurrence={"pattern": {"type": "lunar", "interval": 1},
                                                         "range": {"type": "noEnd", "startDate": "2026-11-24"}}))
-    assert mapped.event.recurrence == () and mapped.problems == ("recurrence: NotHeld(\"unknown pattern type 'lunar'\"): not synced",)
+    assert mapped.event.recurrence == () and mapped.problems == ("recurrence: unknown pattern type 'lunar': not synced",)
+    broken = graph_to_canonical(graph_event(recurrence={"pattern": {"type": "absoluteYearly", "interval": 1},
+                                                        "range": {"type": "noEnd", "startDate": "2026-11-24"}}))
+    assert broken.problems == ("recurrence: malformed (KeyError: 'month'): not synced",)

@@ -15,6 +15,7 @@ from services.calendar_sync.rules import (
     guests_to_add_as_contacts,
     meeting_key,
     provider_change_is_echo,
+    send_updates,
 )
 from tests.support.factories import crm_change
 from tests.unit.test_calendar_model import at, day, guest, meeting
@@ -99,6 +100,25 @@ def test_an_untitled_event_that_went_through_the_crm_is_no_change_for_google():
     crm_copy = crm_to_canonical({"Event_Title": "Not specified", "All_day": True, "Start_DateTime": "2026-05-01",
                                  "End_DateTime": "2026-05-01"}).event
     assert provider_change_is_echo(crm_copy, untitled.fingerprint())
+
+
+# --- invitations --------------------------------------------------------------------------------
+
+
+def test_a_sync_never_mails_attendees_by_itself():
+    before, after = meeting(attendees=(guest("ann@x.com"),)), meeting(attendees=(guest("ann@x.com"), guest("bob@y.com")))
+    assert send_updates(before, after, changed_by_user=False, org_setting="all") == "none"  # merge, resync, pull
+    assert send_updates(None, after, changed_by_user=True, org_setting="all") == "none"  # a first sync
+    retimed = before.model_copy(update={"title": "Moved", "start": at("2026-11-24T08:00:00Z")})
+    assert send_updates(before, retimed, changed_by_user=True, org_setting="all") == "none"
+
+
+def test_a_participant_list_the_user_changed_notifies_as_the_org_allows():
+    before, after = meeting(attendees=(guest("ann@x.com"),)), meeting(attendees=(guest("bob@y.com"),))
+    assert send_updates(before, after, changed_by_user=True, org_setting="externalOnly") == "externalOnly"
+    assert send_updates(before, after, changed_by_user=True) == "none"
+    answered = meeting(attendees=(guest("ann@x.com", response="accepted"),))
+    assert send_updates(before, answered, changed_by_user=True, org_setting="all") == "none"
 
 
 # --- ids and meeting keys -----------------------------------------------------------------------
