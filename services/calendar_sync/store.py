@@ -184,10 +184,10 @@ class PendingCreations:
 
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
         data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}
-        await self.redis.set(key("calpending", correlation_id), json.dumps(data), ex=self.ttl_s)
+        await self.redis.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
 
     async def take(self, correlation_id: str) -> PendingCreation | None:
-        raw = await self.redis.getdel(key("calpending", correlation_id))
+        raw = await self.redis.getdel(key("calpending", _digest(correlation_id)))
         if raw is None:
             return None
         data = json.loads(raw)
