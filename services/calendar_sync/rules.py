@@ -16,7 +16,7 @@ from dateutil import rrule
 
 from schemas import ChangeSource, CrmChange, CrmModule, Direction, Integration, IntegrationConfig
 from services.calendar_sync.merge import Conflict, MergeResult, merge_three_way
-from services.calendar_sync.model import Attendee, CanonicalEvent
+from services.calendar_sync.model import RULE_KINDS, Attendee, CanonicalEvent
 from services.calendar_sync.ports import ProviderEvent
 
 __all__ = [
@@ -27,9 +27,8 @@ __all__ = [
 
 CALENDAR_INTEGRATIONS = frozenset({Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR})
 BULK_LOADS = frozenset({ChangeSource.IMPORT, ChangeSource.MIGRATION})
-"""How records enter the CRM in bulk: such events are never synced (the product's rule, as the
-Microsoft 365 calendar's documentation states it: imported or migrated records are not synced,
-bulk-updated ones are)."""
+"""How records enter the CRM in bulk: such events are never synced (DESIGN.md, Microsoft 365 calendar:
+imported or migrated records are not synced, bulk-updated ones are)."""
 
 
 # --- CRM changes --------------------------------------------------------------------------------
@@ -151,7 +150,7 @@ def _occurrence_around(event: CanonicalEvent, now: dt.datetime) -> tuple[dt.date
     """(start, end) of the occurrence going on at `now`, else the next one, else the last one; for a
     single event, the event. A rule dateutil cannot read counts as its first occurrence."""
     start, end = event.start.instant(), event.end.instant()
-    rules = [line for line in event.recurrence if line.startswith(("RRULE", "RDATE", "EXDATE", "EXRULE"))]
+    rules = [line for line in event.recurrence if line.startswith(RULE_KINDS)]
     if not rules:
         return start, end
     length = end - start
