@@ -72,7 +72,9 @@ class Calendar:
     description: str = ""
     events: dict[str, StoredEvent] = field(default_factory=dict)
     seq: int = 0
-    generation: int = 0
+    # Part of every sync token: random per calendar, so a token from another calendar or from before a
+    # reset is refused; bumped to refuse every token issued so far.
+    generation: int = field(default_factory=lambda: secrets.randbelow(1 << 30))
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -9,6 +9,10 @@ Sandbox deviations: there is no sign-in page, so the account is the one named by
 is given at once; any http(s) redirect_uri is accepted (there is no console to register them in); a
 refresh token is issued on every offline consent, not only the first.
 
+PKCE (RFC 7636), as Google applies it: a code asked for with `code_challenge` (S256 or plain) is only
+traded with the matching `code_verifier`, else `invalid_grant` ("Missing code verifier." / "Invalid code
+verifier.").
+
 OpenID Connect: a code granted with the `openid` scope brings an `id_token` (RS256, `iss`
 https://accounts.google.com, `aud`/`azp` the client, `sub` the account id, and `email`/`email_verified`
 when `email` or `.../auth/userinfo.email` was granted), as in
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import time
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import jwt
@@ -56,6 +62,25 @@ def _client_credentials(request: Request, form: dict) -> tuple[str | None, str |
     return form.get("client_id"), form.get("client_secret")
 
 
+@dataclass(frozen=True)
+class CodeTerms:
+    """What the authorization request asked of its code, checked when the code is traded."""
+
+    offline: bool
+    challenge: str | None = None
+    method: str = "plain"
+
+    def verifier_problem(self, verifier: str | None) -> str | None:
+        if self.challenge is None:
+            return None
+        if not verifier:
+            return "Missing code verifier."
+        derived = verifier
+        if self.method == "S256":
+            derived = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        return None if derived == self.challenge else "Invalid code verifier."
+
+
 EMAIL_SCOPES = ("email", "https://www.googleapis.com/auth/userinfo.email")
 
 
@@ -71,8 +96,8 @@ def _id_token(key, account: Account, grant: Grant, lifetime_s: int) -> str:
 def router(sandbox) -> APIRouter:
     api = APIRouter(tags=["google oauth"])
     state = sandbox.state
-    offline_codes: set[str] = set()
-    state.on_reset(offline_codes.clear)
+    code_terms: dict[str, CodeTerms] = {}
+    state.on_reset(code_terms.clear)
     signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def client_secret(client_id: str | None) -> str | None:
@@ -112,13 +137,16 @@ def router(sandbox) -> APIRouter:
         if not scope:
             return _redirect(redirect_uri, error="invalid_request", error_description="Missing required parameter: scope",
                              state=given_state)
+        method = params.get("code_challenge_method", "plain")
+        if params.get("code_challenge") and method not in ("S256", "plain"):
+            return _redirect(redirect_uri, error="invalid_request", error_description="Invalid code_challenge_method",
+                             state=given_state)
         account: Account | None = state.account_by_email("google", params.get("login_hint", ""))
         if account is None:
             # No such user to sign in: as if the user had refused consent.
             return _redirect(redirect_uri, error="access_denied", state=given_state)
         code = state.issue_auth_code(Grant(account.id, client_id, tuple(scope.split())), redirect_uri)
-        if params.get("access_type") == "offline":
-            offline_codes.add(code)
+        code_terms[code] = CodeTerms(params.get("access_type") == "offline", params.get("code_challenge"), method)
         return _redirect(redirect_uri, code=code, scope=scope, state=given_state)
 
     @api.post("/token")
@@ -139,13 +167,16 @@ def router(sandbox) -> APIRouter:
             if redeemed is None:
                 raise oauth_error("invalid_grant", "Malformed auth code.")
             grant, redirect_uri = redeemed
-            offline = form["code"] in offline_codes
-            offline_codes.discard(form["code"])
+            terms = code_terms.pop(form["code"], CodeTerms(offline=False))
             if grant.client_id != client_id:
                 raise oauth_error("invalid_grant", "Bad Request")
             if redirect_uri != form["redirect_uri"]:
                 raise oauth_error("redirect_uri_mismatch", "Bad Request")
-            return token_answer(grant, state.issue_refresh_token(grant) if offline else None, with_id_token=True)
+            problem = terms.verifier_problem(form.get("code_verifier"))
+            if problem:
+                raise oauth_error("invalid_grant", problem)
+            refresh_token = state.issue_refresh_token(grant) if terms.offline else None
+            return token_answer(grant, refresh_token, with_id_token=True)
         if grant_type == "refresh_token":
             if not form.get("refresh_token"):
                 raise oauth_error("invalid_request", "Missing required parameter: refresh_token")
@@ -166,7 +197,10 @@ def router(sandbox) -> APIRouter:
             grant = state.refresh_tokens.get(token_value) or state.access_tokens.get(token_value)
             if grant is None or token_value in state.revoked_refresh_tokens:
                 raise oauth_error("invalid_token", "Token expired or revoked")
-            same = lambda g: g.account_id == grant.account_id and g.client_id == grant.client_id  # noqa: E731
+
+            def same(other: Grant) -> bool:
+                return other.account_id == grant.account_id and other.client_id == grant.client_id
+
             state.revoked_refresh_tokens.update(t for t, g in state.refresh_tokens.items() if same(g))
             for stale in [t for t, g in state.access_tokens.items() if same(g)]:
                 del state.access_tokens[stale]

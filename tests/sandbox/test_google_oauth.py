@@ -6,6 +6,7 @@ import google.auth.transport.requests
 import httpx
 import pytest
 from google.auth.exceptions import RefreshError
+from google_auth_oauthlib.flow import Flow
 
 from tests.sandbox.google_clients import ann, calendar_client, credentials_for  # noqa: F401
 
@@ -104,3 +105,26 @@ def test_revoke_endpoint_ends_the_grant(sandbox, ann):
     with pytest.raises(RefreshError, match="invalid_grant"):
         credentials_for(sandbox, ann.account).refresh(google.auth.transport.requests.Request())
     assert httpx.post(f"{sandbox.http_url}/revoke", data={"token": "rt-unknown"}).json()["error"] == "invalid_token"
+
+
+def test_google_auth_oauthlib_flow_with_pkce_over_https(sandbox, ann):
+    """The flow the ingest service runs: google-auth-oauthlib's Flow (PKCE S256) against the https port."""
+    client = {"web": {"client_id": ann.account["client_id"], "client_secret": ann.account["client_secret"],
+                      "auth_uri": f"{sandbox.https_url}/o/oauth2/v2/auth", "token_uri": f"{sandbox.https_url}/token"}}
+    flow = Flow.from_client_config(client, scopes=[SCOPE], redirect_uri=REDIRECT_URI)
+    url, _ = flow.authorization_url(access_type="offline", prompt="consent", login_hint=ann.account["email"])
+    assert "code_challenge_method=S256" in url
+    answer = httpx.get(url, verify=str(sandbox.tls.ca_cert))
+    code = redirect_params(answer)["code"]
+    token = flow.fetch_token(code=code, verify=str(sandbox.tls.ca_cert))
+    assert token["refresh_token"] and token["scope"] == [SCOPE]
+
+    # The same code path without the verifier, or with another one, is refused as Google does.
+    code = redirect_params(httpx.get(url, verify=str(sandbox.tls.ca_cert)))["code"]
+    assert exchange(sandbox, ann.account, code).json() == {
+        "error": "invalid_grant", "error_description": "Missing code verifier."}
+    code = redirect_params(httpx.get(url, verify=str(sandbox.tls.ca_cert)))["code"]
+    wrong = httpx.post(f"{sandbox.http_url}/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": "x" * 50,
+        "client_id": ann.account["client_id"], "client_secret": ann.account["client_secret"]})
+    assert wrong.json()["error_description"] == "Invalid code verifier."
