@@ -32,6 +32,7 @@ class CrmFrontDoor(Service):
                  settings: CrmSettings, **kwargs):
         super().__init__(**kwargs)
         self.api, self.publisher, self.ingest, self.settings = api, publisher, ingest, settings
+        self.server: _HostedServer | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def on_start(self) -> None:
@@ -46,9 +47,11 @@ class CrmFrontDoor(Service):
         log.info("reference CRM serving", url=f"http://{host}:{port}", ingest=self.settings.ingest_url)
 
     async def on_stop(self) -> None:
-        self.server.should_exit = True
+        if self.server is not None:
+            self.server.should_exit = True
         self.publisher.stop()
-        _, pending = await asyncio.wait(self._tasks, timeout=10)
-        for task in pending:
-            task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
         await self.ingest.aclose()

@@ -110,7 +110,7 @@ class CrmTransaction:
         self.guards.append([[command, *args], False if value is None else value])
         return value
 
-    # --- reads ------------------------------------------------------------------------------------
+    # --- idempotency ------------------------------------------------------------------------------
     def once(self, idempotency_key: str, correlation_id: str) -> None:
         """Commit only if `idempotency_key` was never committed, and remember it from then on."""
         name = self.keys.applied(idempotency_key)
@@ -121,6 +121,7 @@ class CrmTransaction:
     def is_once_guard(self, guard_index: int) -> bool:
         return guard_index == self._once_guard
 
+    # --- reads ------------------------------------------------------------------------------------
     async def record(self, module: CrmModule, record_id: str) -> CrmRecord | None:
         raw = await self._read("GET", self.keys.record(module, record_id))
         return CrmRecord.model_validate_json(raw) if raw else None
