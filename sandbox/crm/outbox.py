@@ -66,7 +66,6 @@ class Lease:
 class BatchRefused(Exception):
     def __init__(self, status: int, body: str):
         super().__init__(f"ingest answered {status}: {body[:500]}")
-        self.status = status
 
 
 class ChangePublisher:
@@ -78,7 +77,6 @@ class ChangePublisher:
         self.policy = policy
         self.lease = Lease(redis, LEASE, settings.publisher_lease_s)
         self.idle_block_ms = idle_block_ms
-        self.published = 0
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -117,7 +115,6 @@ class ChangePublisher:
                 return 0
             return sum([await self._deliver([entry]) for entry in entries])  # isolate the refused one
         await self.redis.xdel(OUTBOX, *(entry_id for entry_id, _ in entries))
-        self.published += len(entries)
         return len(entries)
 
     async def _next_batch(self) -> list[tuple[str, str]]:
