@@ -22,7 +22,8 @@ def routers(sandbox) -> list:
     from sandbox.microsoft.event_store import EventStore
     from sandbox.microsoft.notifications import Courier
 
-    events, courier = EventStore(), Courier()
+    events = EventStore(directory=lambda address: sandbox.state.account_by_email("microsoft", address))
+    courier = Courier()
     sandbox.state.on_reset(events.reset)
     sandbox.state.on_reset(courier.reset)
     return [

@@ -3,6 +3,13 @@
 Each write appends a version (sequence number, record or None once deleted) to the event's history, so
 that a delta round can be answered as "state at the token's sequence" against "state now", whatever
 happened in between. Listeners (change notifications) hear of each write after the lock is released.
+
+Meetings. As Exchange does, creating or updating an event with attendees who are users of the
+organiser's tenant puts the meeting in each invitee's calendar: a copy with the same iCalUId, the
+organiser's `organizer`, `isOrganizer` false and `responseStatus` notResponded. Later updates by the
+organiser reach the copies (an invitee dropped from the list gets the meeting cancelled), and deleting
+the meeting leaves the copies cancelled (`isCancelled`), as Outlook keeps a cancelled meeting until the
+invitee removes it. Invitees outside the tenant get mail only, which the sandbox does not keep.
 """
 from __future__ import annotations
 
@@ -19,6 +26,9 @@ from sandbox.errors import graph_error
 from sandbox.microsoft import event_model
 
 ChangeType = Literal["created", "updated", "deleted"]
+# What an invitee's copy of a meeting takes from the organiser's event.
+_MEETING_FIELDS = ("subject", "body", "start", "end", "isAllDay", "location", "locations", "attendees", "recurrence",
+                   "isOnlineMeeting", "importance", "sensitivity")
 
 
 @dataclass(frozen=True)
@@ -63,9 +73,11 @@ def _not_found():
 
 
 class EventStore:
-    def __init__(self) -> None:
+    def __init__(self, directory: Callable[[str], object | None] | None = None) -> None:
+        """`directory(address)`: the Microsoft account with that address, if any (invitees' calendars)."""
         self.lock = threading.RLock()
         self._listeners: list[Callable[[Change], None]] = []
+        self._directory = directory or (lambda address: None)
         self.reset()
 
     def reset(self) -> None:
@@ -75,6 +87,7 @@ class EventStore:
             self._by_user: dict[str, list[str]] = {}
             self._transactions: dict[tuple[str, str], str] = {}
             self._delta_generation: dict[str, int] = {}
+            self._copies: dict[str, dict[str, str]] = {}  # organiser's event id -> invitee id -> copy id
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
         self._listeners.append(listener)
@@ -110,7 +123,10 @@ class EventStore:
             if transaction:
                 self._transactions[(account.id, transaction)] = record["id"]
             self._append(record["id"], record)
-        self._publish(Change(account.id, account.tenant_id, record["id"], "created", record["changeKey"]))
+            changes = [Change(account.id, account.tenant_id, record["id"], "created", record["changeKey"])]
+            changes += self._send_meeting(account, record)
+        for change in changes:
+            self._publish(change)
         return record, True
 
     def update(self, account, event_id: str, body: dict) -> dict:
@@ -119,14 +135,72 @@ class EventStore:
             record = event_model.apply_write(current, body)
             record.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18))
             self._append(event_id, record)
-        self._publish(Change(account.id, account.tenant_id, event_id, "updated", record["changeKey"]))
+            changes = [Change(account.id, account.tenant_id, event_id, "updated", record["changeKey"])]
+            if record.get("isOrganizer", True):
+                changes += self._send_meeting(account, record)
+        for change in changes:
+            self._publish(change)
         return record
 
     def delete(self, account, event_id: str) -> None:
         with self.lock:
             current = self.get(account.id, event_id)
             self._append(event_id, None)
-        self._publish(Change(account.id, account.tenant_id, event_id, "deleted", current["changeKey"]))
+            changes = [Change(account.id, account.tenant_id, event_id, "deleted", current["changeKey"])]
+            if current.get("isOrganizer", True):
+                changes += self._cancel_copies(account, event_id, set(self._copies.get(event_id, {})))
+                self._copies.pop(event_id, None)
+        for change in changes:
+            self._publish(change)
+
+    # --- meetings: the invitees' copies -----------------------------------------------------------
+    def _invitees(self, organiser, record: dict) -> dict[str, object]:
+        found = {}
+        for attendee in record.get("attendees", []):
+            if attendee.get("type") == "resource":
+                continue
+            invitee = self._directory(str(attendee["emailAddress"]["address"]))
+            if invitee is not None and invitee.id != organiser.id and invitee.tenant_id == organiser.tenant_id:
+                found[invitee.id] = invitee
+        return found
+
+    def _send_meeting(self, organiser, record: dict) -> list[Change]:
+        """Create or update the invitees' copies of the organiser's meeting; cancel dropped invitees' copies."""
+        copies = self._copies.setdefault(record["id"], {})
+        invitees = self._invitees(organiser, record)
+        changes = self._cancel_copies(organiser, record["id"], set(copies) - set(invitees))
+        for invitee_id, invitee in invitees.items():
+            meeting = {name: record[name] for name in _MEETING_FIELDS if name in record}
+            copy_id = copies.get(invitee_id)
+            current = self._events[copy_id].current if copy_id else None
+            if current is None:
+                copy = dict(meeting, id=_new_event_id(), createdDateTime=_now(), iCalUId=record["iCalUId"],
+                            organizer=record["organizer"], isOrganizer=False, responseStatus={"response": "notResponded"})
+                copy_id = copies[invitee_id] = copy["id"]
+                self._events[copy_id] = _History(invitee_id)
+                self._by_user.setdefault(invitee_id, []).append(copy_id)
+                kind = "created"
+            else:
+                copy = {k: v for k, v in current.items() if k not in _MEETING_FIELDS} | meeting
+                kind = "updated"
+            copy.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18), isCancelled=False)
+            self._append(copy_id, copy)
+            changes.append(Change(invitee_id, invitee.tenant_id, copy_id, kind, copy["changeKey"]))
+        return changes
+
+    def _cancel_copies(self, organiser, event_id: str, invitee_ids: set[str]) -> list[Change]:
+        changes = []
+        copies = self._copies.get(event_id, {})
+        for invitee_id in invitee_ids:
+            copy_id = copies.pop(invitee_id, None)
+            current = self._events[copy_id].current if copy_id else None
+            if current is None or current.get("isCancelled"):
+                continue
+            cancelled = dict(current, isCancelled=True, lastModifiedDateTime=_now(),
+                             changeKey=secrets.token_urlsafe(18))
+            self._append(copy_id, cancelled)
+            changes.append(Change(invitee_id, organiser.tenant_id, copy_id, "updated", cancelled["changeKey"]))
+        return changes
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, user_id: str, event_id: str) -> dict:

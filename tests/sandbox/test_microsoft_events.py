@@ -142,3 +142,25 @@ def test_throttling_rule_surfaces_as_429_with_retry_after(sandbox):
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "9"
     assert answer.json()["error"]["code"] == "TooManyRequests"
     assert api.get("/me/events").json()["value"] == []
+
+
+def test_a_meeting_lands_in_the_invitees_calendars_of_the_tenant_as_theirs_to_answer(sandbox):
+    ann, bob = new_user(sandbox, "ann@contoso.test"), new_user(sandbox, "bob@contoso.test")
+    eve = new_user(sandbox, "eve@fabrikam.test", tenant_id="fabrikam")
+    ann_api, bob_api = graph(sandbox, ann["access_token"]), graph(sandbox, bob["access_token"])
+    invitees = [{"emailAddress": {"address": a}, "type": "required"}
+                for a in ("Bob@contoso.test", "eve@fabrikam.test", "someone@elsewhere.test")]
+    meeting = ann_api.post("/me/events", json=event_body("Review", attendees=invitees)).json()
+    assert meeting["isOrganizer"] is True
+
+    [copy] = bob_api.get("/me/events").json()["value"]
+    assert copy["id"] != meeting["id"] and copy["iCalUId"] == meeting["iCalUId"]
+    assert copy["isOrganizer"] is False and copy["responseStatus"]["response"] == "notResponded"
+    assert copy["organizer"]["emailAddress"]["address"] == "ann@contoso.test" and copy["subject"] == "Review"
+    assert graph(sandbox, eve["access_token"]).get("/me/events").json()["value"] == [], "another tenant: mail only"
+
+    ann_api.patch(f"/me/events/{meeting['id']}", json={"subject": "Review (moved)"})
+    assert bob_api.get(f"/me/events/{copy['id']}").json()["subject"] == "Review (moved)"
+    ann_api.delete(f"/me/events/{meeting['id']}")
+    cancelled = bob_api.get(f"/me/events/{copy['id']}").json()
+    assert cancelled["isCancelled"] is True, "Outlook keeps a cancelled meeting until the invitee removes it"
