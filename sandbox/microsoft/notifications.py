@@ -10,10 +10,14 @@
 - Deliveries run on worker threads, never inside the API call that caused them; each outcome is kept for
   `GET /_sandbox/microsoft/deliveries`. Graph expects an answer within 3 s and retries for hours; the
   sandbox records a slow or failed delivery and does not retry.
+- Lost notifications: `lose_changes` (a share, 0 to 1) drops change notifications before they leave, as
+  when Graph gives up on a delivery; each is recorded with the error "lost". Graph then tells the app
+  with a `missed` lifecycle notification, which a test posts through the control API.
 """
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 import uuid
@@ -32,6 +36,7 @@ class DeliverySettings:
 
     validation_timeout_s: float = 10.0
     notification_timeout_s: float = 3.0
+    lose_changes: float = 0.0  # share of change notifications dropped before delivery
 
 
 def _validation_failed(reason: str):
@@ -93,6 +98,10 @@ class Courier:
 
     def send(self, kind: str, subscription_id: str, url: str, payload: dict) -> None:
         """Queue one POST of `payload`; the caller goes on at once."""
+        if kind == "change" and random.random() < self.settings.lose_changes:
+            self._record(self._generation, kind=kind, subscription_id=subscription_id, url=url, status=None,
+                         error="lost", elapsed_ms=0.0, slow=False, payload=payload)
+            return
         self._pool.submit(self._deliver, self._generation, kind, subscription_id, url, payload)
 
     def _deliver(self, generation: int, kind: str, subscription_id: str, url: str, payload: dict) -> None:

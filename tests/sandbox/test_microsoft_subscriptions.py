@@ -59,6 +59,20 @@ def test_notification_reaches_the_endpoint_with_client_state(sandbox, receiver):
     assert all(d["status"] == 202 for d in _deliveries(sandbox, "change"))
 
 
+def test_lost_change_notifications_are_recorded_and_never_reach_the_endpoint(sandbox, receiver):
+    api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
+    api.post("/subscriptions", json=_subscription(receiver))
+    settings = httpx.patch(f"{sandbox.http_url}/_sandbox/microsoft/settings", json={"lose_changes": 1})
+    assert settings.json()["lose_changes"] == 1.0
+    api.post("/me/events", json=event_body("Lost"))
+    [lost] = _deliveries(sandbox, "change")
+    assert lost["error"] == "lost" and lost["status"] is None
+    httpx.patch(f"{sandbox.http_url}/_sandbox/microsoft/settings", json={"lose_changes": 0}).raise_for_status()
+    api.post("/me/events", json=event_body("Delivered"))
+    wait_for(lambda: len(receiver.notifications()) == 1, what="the next notification delivered")
+    wait_for(lambda: [d["status"] for d in _deliveries(sandbox, "change")] == [None, 202], what="its record")
+
+
 def test_only_subscribed_change_types_are_sent(sandbox, receiver):
     api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
     api.post("/subscriptions", json=_subscription(receiver, changeType="updated")).raise_for_status()
