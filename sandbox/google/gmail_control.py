@@ -1,5 +1,5 @@
-"""`/_sandbox/gmail`: deliver mail into a sandbox Gmail mailbox, expire its history, and point a Pub/Sub
-topic at a push endpoint (what a push subscription does at Google)."""
+"""`/_sandbox/gmail`: deliver mail into a sandbox Gmail mailbox, look at it (messages, the watch), expire
+its history, and point a Pub/Sub topic at a push endpoint (what a push subscription does at Google)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
@@ -27,6 +27,15 @@ def control_router(sandbox, store: GmailStore) -> APIRouter:
         """The body is the raw RFC 2822 message, as an MTA hands it over."""
         message = store.deliver(mailbox(address), await request.body())
         return {"id": message.id, "threadId": message.thread_id, "historyId": str(message.history_id)}
+
+    @api.get("/gmail/{address}")
+    def inspect(address: str) -> dict:
+        """What a test checks from outside: how many messages, and the watch if one is open."""
+        box = mailbox(address)
+        with store.lock:
+            watch = box.watch and {"topic": box.watch.topic, "expiration": str(box.watch.expiration_ms)}
+            return {"emailAddress": box.email, "messages": len(box.messages), "historyId": str(box.history_id),
+                    "watch": watch}
 
     @api.post("/gmail/{address}/expire-history")
     def expire_history(address: str) -> dict:

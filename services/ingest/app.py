@@ -17,6 +17,7 @@ from services.common.settings import Settings, get_settings
 from services.common.state import connect
 from services.common.topics import ensure_topics
 from services.ingest import admin, calendar_admin, crm_changes, oauth, webhooks_google, webhooks_graph
+from services.ingest import mail_settings  # noqa: I001 - its own line: one line to add a router
 from services.ingest.context import IngestContext
 from services.ingest.problems import install_problem_handlers
 
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for module in (crm_changes, admin, calendar_admin, oauth, webhooks_google, webhooks_graph):
+    for module in (crm_changes, admin, calendar_admin, mail_settings, oauth, webhooks_google, webhooks_graph):
         app.include_router(module.router)
 
     app.add_middleware(LatencyMiddleware)

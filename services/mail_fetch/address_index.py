@@ -1,5 +1,5 @@
 """The address index in Redis: which leads and contacts carry an address, which deals a contact is the
-primary contact of, which CRM users are deactivated, and whether an org re-links earlier mail.
+primary contact of, and which CRM users are deactivated.
 
 mail_fetch keeps it from `crm.changes` (index_rules says how a change moves it). Every worker reads
 it, whichever partitions it owns, so it lives in Redis rather than in a worker's memory. Keys:
@@ -10,7 +10,6 @@ it, whichever partitions it owns, so it lives in Redis rather than in a worker's
     crmsync:mailindex:<org>:deal:<deal_id>          str   the deal's primary contact id
     crmsync:mailindex:<org>:deals:<contact_id>      set   deals whose primary contact it is
     crmsync:mailindex:<org>:inactive                set   deactivated CRM user ids
-    crmsync:mailindex:<org>:relink                  str   "1" when the org re-links earlier mail
 """
 from __future__ import annotations
 
@@ -21,13 +20,19 @@ import redis.asyncio as aioredis
 
 from schemas import CrmChange, CrmModule
 from services.common.state import key
-from services.mail_fetch.index_rules import address_change, indexed_module, primary_contact, user_is_active
+from services.mail_fetch.index_rules import (
+    AddressChange,
+    address_change,
+    indexed_module,
+    primary_contact,
+    user_is_active,
+)
 from services.mail_fetch.matching import AddressLink, RecordRef
 
 KIND = "mailindex"
 
 
-def _address_part(address: str) -> str:
+def address_part(address: str) -> str:
     return address.replace(":", "%3A")  # a quoted local part may hold ':'; key parts may not
 
 
@@ -47,18 +52,26 @@ class AddressIndex:
             await self._apply_addresses(change)
 
     async def _apply_addresses(self, change: CrmChange) -> None:
+        await self.write_addresses(change, await self.address_diff(change))
+
+    async def address_diff(self, change: CrmChange) -> AddressChange:
+        """What a lead's or contact's change would do to its addresses, before it is written."""
+        org = change.org_id
+        previous = set(await self.redis.smembers(key(KIND, org, "rec", change.module.value, change.record_id)))
+        known_before = previous or await self.redis.exists(key(KIND, org, "seen", change.module.value,
+                                                                change.record_id))
+        return address_change(change, previous, bool(known_before))
+
+    async def write_addresses(self, change: CrmChange, diff: AddressChange) -> None:
         org, field = change.org_id, f"{change.module.value}/{change.record_id}"
         record_key = key(KIND, org, "rec", change.module.value, change.record_id)
         seen_key = key(KIND, org, "seen", change.module.value, change.record_id)
-        previous = set(await self.redis.smembers(record_key))
-        known_before = previous or await self.redis.exists(seen_key)
-        diff = address_change(change, previous, bool(known_before))
         async with self.redis.pipeline(transaction=True) as pipe:
             for address, since in diff.added.items():
-                pipe.hset(key(KIND, org, "addr", _address_part(address)), field, since.isoformat() if since else "")
+                pipe.hset(key(KIND, org, "addr", address_part(address)), field, since.isoformat() if since else "")
                 pipe.sadd(record_key, address)
             for address in diff.removed:
-                pipe.hdel(key(KIND, org, "addr", _address_part(address)), field)
+                pipe.hdel(key(KIND, org, "addr", address_part(address)), field)
                 pipe.srem(record_key, address)
             pipe.set(seen_key, "1")
             await pipe.execute()
@@ -86,18 +99,13 @@ class AddressIndex:
         else:
             await self.redis.sadd(inactive, change.record_id)
 
-    async def set_relink(self, org_id: str, enabled: bool) -> None:
-        if enabled:
-            await self.redis.set(key(KIND, org_id, "relink"), "1")
-        else:
-            await self.redis.delete(key(KIND, org_id, "relink"))
-
     # --- reading it when mail arrives -------------------------------------------------------------
     async def user_active(self, org_id: str, user_id: str) -> bool:
         return not await self.redis.sismember(key(KIND, org_id, "inactive"), user_id)
 
-    async def relinks(self, org_id: str) -> bool:
-        return bool(await self.redis.exists(key(KIND, org_id, "relink")))
+    async def deals_of(self, org_id: str, contact_id: str) -> list[str]:
+        """The deals whose primary contact this contact is."""
+        return sorted(await self.redis.smembers(key(KIND, org_id, "deals", contact_id)))
 
     async def lookup(
         self, org_id: str, addresses: Iterable[str]
@@ -106,7 +114,7 @@ class AddressIndex:
         addresses = list(dict.fromkeys(addresses))
         async with self.redis.pipeline(transaction=False) as pipe:
             for address in addresses:
-                pipe.hgetall(key(KIND, org_id, "addr", _address_part(address)))
+                pipe.hgetall(key(KIND, org_id, "addr", address_part(address)))
             answers = await pipe.execute()
         links = {address: [_link(field, since) for field, since in answer.items()]
                  for address, answer in zip(addresses, answers) if answer}

@@ -34,6 +34,39 @@ def idempotency_key(mailbox: MailboxRef, key: str, record: RecordRef) -> str:
     return f"mail:{digest}:{record.module.value}:{record.record_id}"
 
 
+def message_fields(message: ParsedMessage, mailbox: MailboxRef, thread: str) -> dict:
+    """What an attach_email says of the message, whichever record it goes on."""
+    return {
+        "message_id": message.message_id[:1024],
+        "thread_id": thread[:1024],
+        "from_address": message.from_address,
+        "to": list(message.to),
+        "cc": list(message.cc),
+        "subject": message.subject,
+        "date": message.date,
+        "body_text": message.body_text,
+        "attachments": list(message.attachments),
+        "visibility": mailbox.visibility,
+        "owner_id": mailbox.owner_id,
+        "mailbox": mailbox.name[:320],
+    }
+
+
+def attach_commands(fields: dict, records: list[RecordRef], mailbox: MailboxRef, key: str,
+                    now: dt.datetime) -> list[CrmCommand]:
+    """One command per record from a message's fields (message_fields, or kept ones being re-linked)."""
+    return [
+        CrmCommand(
+            org_id=mailbox.org_id,
+            idempotency_key=idempotency_key(mailbox, key, record),
+            issued_by=ISSUED_BY,
+            issued_at=now,
+            action=AttachEmail(module=record.module, record_id=record.record_id, **fields),
+        )
+        for record in records
+    ]
+
+
 def attach_email_commands(
     message: ParsedMessage,
     records: list[RecordRef],
@@ -42,29 +75,7 @@ def attach_email_commands(
     now: dt.datetime,
     gmail_id: str | None = None,
 ) -> list[CrmCommand]:
-    key = message_key(message, gmail_id)
-    return [
-        CrmCommand(
-            org_id=mailbox.org_id,
-            idempotency_key=idempotency_key(mailbox, key, record),
-            issued_by=ISSUED_BY,
-            issued_at=now,
-            action=AttachEmail(
-                module=record.module,
-                record_id=record.record_id,
-                message_id=message.message_id[:1024],
-                thread_id=thread[:1024],
-                from_address=message.from_address,
-                to=list(message.to),
-                cc=list(message.cc),
-                subject=message.subject,
-                date=message.date,
-                body_text=message.body_text,
-                attachments=list(message.attachments),
-                visibility=mailbox.visibility,
-                owner_id=mailbox.owner_id,
-                mailbox=mailbox.name[:320],
-            ),
-        )
-        for record in records
-    ]
+    if not records:
+        return []
+    return attach_commands(message_fields(message, mailbox, thread), records, mailbox,
+                           message_key(message, gmail_id), now)

@@ -14,9 +14,11 @@ from schemas.base import Message
 from services.common.retry import PermanentError
 from services.common.topics import CRM_COMMANDS, TopicSpec
 from services.mail_fetch.address_index import AddressIndex
-from services.mail_fetch.commands import MailboxRef, attach_email_commands
+from services.mail_fetch.commands import MailboxRef, attach_commands, message_fields, message_key
+from services.mail_fetch.kept_mail import KeptMail, KeptMessage
 from services.mail_fetch.mail_state import ThreadStore
 from services.mail_fetch.matching import records_for_message
+from services.mail_fetch.org_settings import OrgMailSettings
 from services.mail_fetch.parsing import ParsedMessage, parse_message
 from services.mail_fetch.threads import ancestor_ids, thread_id
 
@@ -49,10 +51,13 @@ class Publisher(Protocol):
 
 
 class MessageSink:
-    def __init__(self, index: AddressIndex, threads: ThreadStore, publisher: Publisher, worker: str = "mail_fetch"):
+    def __init__(self, index: AddressIndex, threads: ThreadStore, publisher: Publisher, settings: OrgMailSettings,
+                 kept: KeptMail, worker: str = "mail_fetch"):
         self.index = index
         self.threads = threads
         self.publisher = publisher
+        self.settings = settings
+        self.kept = kept
         self.worker = worker
 
     async def deliver(self, mailbox: MailboxRef, fetched: list[FetchedMessage]) -> DeliveryReport:
@@ -69,11 +74,12 @@ class MessageSink:
             return report
         org = mailbox.org_id
         links, deals = await self.index.lookup(org, [a for _, m in parsed for a in m.parties])
-        relink = await self.index.relinks(org)
+        relink = await self.settings.relinks(org)
         known = await self.threads.known(org, [i for _, m in parsed for i in (*ancestor_ids(m), m.message_id)])
         now = dt.datetime.now(dt.UTC)
         commands: list[CrmCommand] = []
         placed: dict[str, str] = {}
+        kept: list[tuple[KeptMessage, list[str], dt.datetime]] = []
         for item, message in parsed:
             thread = thread_id(message, known, item.gmail_thread_id)
             known[message.message_id] = placed[message.message_id] = thread
@@ -81,10 +87,17 @@ class MessageSink:
             records = records_for_message(message.parties, links, deals, when, relink)
             report.attached += bool(records)
             report.unmatched += not records
-            commands += attach_email_commands(message, records, mailbox, thread, now, item.gmail_id)
+            if not (records or relink):
+                continue
+            fields = message_fields(message, mailbox, thread)
+            key = message_key(message, item.gmail_id)
+            commands += attach_commands(fields, records, mailbox, key, now)
+            if relink:
+                kept.append((KeptMessage(mailbox, key, fields), message.parties, when))
         if commands:
             await self.publisher.publish_many(CRM_COMMANDS.name, [(c.org_id, c) for c in commands])
         await self.threads.remember(org, placed)
+        await self.kept.keep(org, kept)
         report.commands = len(commands)
         return report
 

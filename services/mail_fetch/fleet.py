@@ -5,8 +5,10 @@ The group's consumer reads the compacted config topic from the start of each par
 (it never commits: the topic is the whole truth), starts a poller per mailbox, and stops those
 pollers cleanly (between two messages) when the partition is taken away, before the group moves it.
 Gmail pushes on `provider.notifications` carry the same key, so with the range assignor the same
-member owns a mailbox's pushes and its config: a push just wakes the owner's poller. Pushes sent
-before the assignment need no replay (a poller syncs when it starts), so that topic starts at its end.
+member owns a mailbox's pushes and its config: a push just wakes the owner's poller. So do the SyncJobs
+ingest publishes on `sync.jobs` when a Gmail mailbox is connected again (OAuth) after its grant failed:
+the poller leaves auth_failed and fetches with the new grant. Pushes and jobs sent before the
+assignment need no replay (a poller syncs when it starts), so those topics start at their end.
 """
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from schemas import Integration, IntegrationConfig, ProviderNotification
+from schemas import Integration, IntegrationConfig, ProviderNotification, SyncJob
 from services.common.handling import InboundRecord, MessageHandler
 from services.common.logging import get_logger
 from services.common.settings import Settings
-from services.common.topics import INTEGRATION_CONFIGS, PROVIDER_NOTIFICATIONS
+from services.common.topics import INTEGRATION_CONFIGS, PROVIDER_NOTIFICATIONS, SYNC_JOBS
 from services.mail_fetch.mailbox_poller import MailboxPoller
 
 log = get_logger(__name__)
@@ -34,8 +36,12 @@ class MailboxFleet:
         self.make_poller = make_poller
         self.worker = worker
         self.pollers: dict[str, tuple[int, MailboxPoller]] = {}
-        self._configs = MessageHandler(worker, IntegrationConfig, self._on_config, dead_letters, policy)
-        self._pushes = MessageHandler(worker, ProviderNotification, self._on_push, dead_letters, policy)
+        self._handlers = {
+            INTEGRATION_CONFIGS.name: MessageHandler(worker, IntegrationConfig, self._on_config, dead_letters, policy),
+            PROVIDER_NOTIFICATIONS.name: MessageHandler(worker, ProviderNotification, self._on_push, dead_letters,
+                                                        policy),
+            SYNC_JOBS.name: MessageHandler(worker, SyncJob, self._on_job, dead_letters, policy),
+        }
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
 
@@ -53,8 +59,7 @@ class MailboxFleet:
             rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
         )
         await self._consumer.start()
-        self._consumer.subscribe([INTEGRATION_CONFIGS.name, PROVIDER_NOTIFICATIONS.name],
-                                 listener=_Rebalance(self))
+        self._consumer.subscribe(list(self._handlers), listener=_Rebalance(self))
         self._task = asyncio.create_task(self._consume(), name="mailbox fleet")
 
     async def stop(self) -> None:
@@ -71,7 +76,7 @@ class MailboxFleet:
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
             for tp, records in batches.items():
-                handler = self._configs if tp.topic == INTEGRATION_CONFIGS.name else self._pushes
+                handler = self._handlers[tp.topic]
                 for record in records:
                     await handler(InboundRecord.from_consumer_record(record))
 
@@ -79,13 +84,13 @@ class MailboxFleet:
         config_key = record.key.decode() if record.key else ""
         if config is None or config.integration != Integration.MAIL:
             if config is None and config_key in self.pollers:  # a tombstone: the mailbox was removed
-                await self._stop_pollers([config_key])
+                await self.pollers.pop(config_key)[1].remove()
             return
         current = self.pollers.get(config.key)
         if current is None:
             self.pollers[config.key] = (record.partition, self.make_poller(config).start())
-        elif type(current[1].config.mailbox) is not type(config.mailbox):
-            await self._stop_pollers([config.key])
+        elif type(current[1].config.mailbox) is not type(config.mailbox):  # another kind: release the old one
+            await self.pollers.pop(config.key)[1].remove()
             self.pollers[config.key] = (record.partition, self.make_poller(config).start())
         elif config.updated_at >= current[1].config.updated_at:
             current[1].update(config)
@@ -97,6 +102,13 @@ class MailboxFleet:
         if owned is not None:
             owned[1].poke()
 
+    async def _on_job(self, job: SyncJob | None, record: InboundRecord) -> None:
+        if job is None or job.integration != Integration.MAIL:
+            return
+        owned = self.pollers.get(job.key)
+        if owned is not None:
+            owned[1].retry_now()
+
     # --- assignment ---------------------------------------------------------------------------
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         lost = {tp.partition for tp in partitions if tp.topic == INTEGRATION_CONFIGS.name}
@@ -104,11 +116,11 @@ class MailboxFleet:
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         configs = [tp for tp in partitions if tp.topic == INTEGRATION_CONFIGS.name]
-        pushes = [tp for tp in partitions if tp.topic == PROVIDER_NOTIFICATIONS.name]
+        live = [tp for tp in partitions if tp.topic != INTEGRATION_CONFIGS.name]  # pushes and jobs
         if configs:
             await self._consumer.seek_to_beginning(*configs)
-        if pushes:
-            await self._consumer.seek_to_end(*pushes)
+        if live:
+            await self._consumer.seek_to_end(*live)
         log.info("mailbox partitions assigned", partitions=sorted(tp.partition for tp in configs))
 
     async def _stop_pollers(self, keys: list[str]) -> None:

@@ -1,7 +1,10 @@
 """One pass over a Gmail mailbox: first a full sync (list, then raw messages in batches), later the
 history since the stored history id; a 404 on history means a full sync again, and the seen-set
 makes sure that creates nothing twice. The watch (push to ingest through Pub/Sub) is opened on the
-first pass and renewed daily, as Google advises (it lapses after 7 days).
+first pass and renewed daily, as Google advises (it lapses after 7 days); a mailbox that is removed or
+disabled has it stopped (users.stop), so Google stops pushing for a mailbox nobody fetches.
+
+The grant is the one ingest's OAuth connect flow stored with TokenStore under integration "mail".
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from services.providers.google.gmail import BATCH_SIZE, GmailAuthError, GmailCli
 
 PUSH_TOPIC = "projects/crmsync/topics/gmail"
 WATCH_RENEW_S = 24 * 3600
+WATCH_LIFETIME_S = 7 * 24 * 3600
 
 
 class GmailFetcher:
@@ -45,6 +49,21 @@ class GmailFetcher:
             return await self._sync(client, config, stopping)
         except GmailAuthError as exc:
             raise MailboxAuthFailed(str(exc)) from exc
+
+    async def release(self, config: IntegrationConfig) -> None:
+        """The mailbox was removed or disabled: stop its watch (users.stop), if one may still be open.
+        A refused grant has nothing left to stop; other failures leave the watch to lapse within 7 days."""
+        watch_key = _watch_key(config)
+        if not await self.redis.exists(watch_key):
+            return
+        grant = await self.tokens.get(config.org_id, config.user_id, "mail")
+        if grant is not None and grant.refresh_token:
+            client = await asyncio.to_thread(self._client, grant.refresh_token)
+            try:
+                await asyncio.to_thread(client.stop)
+            except GmailAuthError:
+                pass
+        await self.redis.delete(watch_key)
 
     def _client(self, refresh_token: str) -> GmailClient:
         settings = self.settings
@@ -107,11 +126,18 @@ class GmailFetcher:
         return delivered
 
     async def _ensure_watch(self, client: GmailClient, config: IntegrationConfig) -> None:
-        watch_key = key("mailwatch", config.org_id, config.user_id)
-        if await self.redis.exists(watch_key):
+        """Open the watch, or renew it once a day. The key lives as long as the watch may, so that
+        `release` knows whether there is one to stop."""
+        watch_key = _watch_key(config)
+        opened = await self.redis.get(watch_key)
+        if opened and time.time() - float(opened) < WATCH_RENEW_S:
             return
         await asyncio.to_thread(client.watch, PUSH_TOPIC)
-        await self.redis.set(watch_key, str(time.time()), ex=WATCH_RENEW_S)
+        await self.redis.set(watch_key, str(time.time()), ex=WATCH_LIFETIME_S)
+
+
+def _watch_key(config: IntegrationConfig) -> str:
+    return key("mailwatch", config.org_id, config.user_id)
 
 
 def _from_ms(value: int | None) -> dt.datetime | None:

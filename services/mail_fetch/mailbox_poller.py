@@ -1,6 +1,7 @@
 """The life of one mailbox this worker owns: fetch on its interval, back off while its server is
 down, report `auth_failed` with the reason and wait for a new configuration, pause while its owner is
-a deactivated CRM user, and stop between two messages when asked.
+a deactivated CRM user, and stop between two messages when asked. A mailbox that is disabled or
+removed is also released: what the provider keeps for it (Gmail's watch) is ended.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from schemas import IntegrationConfig, Pop3Mailbox
 from services.common.logging import get_logger
@@ -28,14 +29,19 @@ class MailboxAuthFailed(Exception):
     """The provider refused our credentials: only a new configuration (or consent) can fix it."""
 
 
-Fetch = Callable[[IntegrationConfig, threading.Event], Awaitable[int]]
+class MailFetcher(Protocol):
+    async def fetch(self, config: IntegrationConfig, stopping: threading.Event) -> int:
+        """Fetch what is new, stopping between two messages once `stopping` is set; returns the count."""
+
+    async def release(self, config: IntegrationConfig) -> None:
+        """The mailbox is disabled or removed: end what the provider keeps for it (idempotent)."""
 
 
 class MailboxPoller:
-    def __init__(self, config: IntegrationConfig, fetch: Fetch, statuses: StatusStore, index: AddressIndex,
+    def __init__(self, config: IntegrationConfig, fetcher: MailFetcher, statuses: StatusStore, index: AddressIndex,
                  lock: MailboxLock, min_interval_s: float = 0.0):
         self.config = config
-        self.fetch = fetch
+        self.fetcher = fetcher
         self.statuses = statuses
         self.index = index
         self.lock = lock
@@ -60,11 +66,28 @@ class MailboxPoller:
     def poke(self) -> None:
         self._wake.set()
 
+    def retry_now(self) -> None:
+        """New credentials outside the configuration (a Gmail mailbox connected again): leave
+        auth_failed and fetch now."""
+        self._auth_failed_config = None
+        self._wake.set()
+
     async def stop(self) -> None:
         self.stopping.set()
         self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+    async def remove(self) -> None:
+        """The mailbox's configuration was deleted: stop, and release it."""
+        await self.stop()
+        await self._release()
+
+    async def _release(self) -> None:
+        try:
+            await self.fetcher.release(self.config)
+        except Exception:  # noqa: BLE001 - best effort: a watch left open lapses by itself
+            log.warning("mailbox not released", mailbox=self.config.key, exc_info=True)
 
     # --- loop ---------------------------------------------------------------------------------
     def interval_s(self) -> float:
@@ -86,7 +109,10 @@ class MailboxPoller:
     async def _once(self) -> float | None:
         """One round; returns how long to wait before the next (None: until woken)."""
         config = self.config
-        if not config.enabled or config is self._auth_failed_config:
+        if not config.enabled:
+            await self._release()
+            return None
+        if config is self._auth_failed_config:
             return None
         if not await self.index.user_active(config.org_id, config.user_id):
             await self._report("paused", "the mailbox owner is a deactivated CRM user: their mail is hidden")
@@ -95,7 +121,7 @@ class MailboxPoller:
             return min(self.interval_s(), 1.0)  # another worker is on it (a rebalance in progress)
         keep_lock = asyncio.create_task(self._keep_lock())
         try:
-            delivered = await self.fetch(config, self.stopping)
+            delivered = await self.fetcher.fetch(config, self.stopping)
         except MailboxAuthFailed as exc:
             self._auth_failed_config = config
             await self._report("auth_failed", str(exc))

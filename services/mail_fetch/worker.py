@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import mode
 
-from schemas import CrmChange, GmailMailbox, IntegrationConfig
+from schemas import CrmChange, CrmModule, GmailMailbox, IntegrationConfig
 from services.common.bus import Bus
 from services.common.handling import InboundRecord
 from services.common.secrets import SecretBox
 from services.common.settings import Settings
 from services.common.state import StatusStore, connect
 from services.common.topics import CRM_CHANGES
-from services.common.worker import handled_agent, new_worker_app, retry_policy
+from services.common.worker import FaustPublisher, handled_agent, new_worker_app, retry_policy
 from services.mail_fetch.address_index import AddressIndex
 from services.mail_fetch.delivery import MessageSink
 from services.mail_fetch.fleet import MailboxFleet
+from services.mail_fetch.group_publish import GroupPublisher
+from services.mail_fetch.kept_mail import KeptMail
 from services.mail_fetch.mail_state import MailboxLock, ThreadStore
 from services.mail_fetch.mailbox_poller import MailboxPoller
+from services.mail_fetch.matching import RecordRef
+from services.mail_fetch.org_settings import OrgMailSettings
 from services.mail_fetch.pop3_fetch import Pop3Fetcher
+from services.mail_fetch.relink import Relinker
 
 WORKER = "mail_fetch"
 
@@ -26,8 +31,19 @@ settings = Settings()
 app = new_worker_app(WORKER, settings)
 redis = connect(settings.redis_url)
 index = AddressIndex(redis)
+org_settings = OrgMailSettings(redis)
+kept = KeptMail(redis)
+relinker = Relinker(index, kept, org_settings, FaustPublisher(app))
+
+
 async def keep_address_index(change: CrmChange, record: InboundRecord) -> None:
-    await index.apply(change)
+    """Move the address index; an address a lead or contact gains is re-linked first, where the org wants it."""
+    if change.module in (CrmModule.LEADS, CrmModule.CONTACTS):
+        diff = await index.address_diff(change)
+        await relinker.relink(change.org_id, RecordRef(change.module, change.record_id), diff.added)
+        await index.write_addresses(change, diff)
+    else:
+        await index.apply(change)
 
 
 handled_agent(app, CRM_CHANGES, CrmChange, keep_address_index, worker=WORKER, settings=settings)
@@ -38,7 +54,7 @@ class MailFetch:
 
     def __init__(self):
         self.bus = Bus(settings, client_id=f"crmsync-{WORKER}")
-        self.sink = MessageSink(index, ThreadStore(redis), self.bus, WORKER)
+        self.sink = MessageSink(index, ThreadStore(redis), GroupPublisher(self.bus), org_settings, kept, WORKER)
         self.pop3 = Pop3Fetcher(self.sink, redis, SecretBox(settings.fernet_key_list))
         self.fleet = MailboxFleet(settings, self.make_poller, self.bus, retry_policy(settings), WORKER)
 
@@ -46,8 +62,8 @@ class MailFetch:
         if isinstance(config.mailbox, GmailMailbox):
             from services.mail_fetch.gmail_fetch import gmail_fetcher
 
-            return gmail_fetcher(settings, self.sink, redis).fetch
-        return self.pop3.fetch
+            return gmail_fetcher(settings, self.sink, redis)
+        return self.pop3
 
     def make_poller(self, config: IntegrationConfig) -> MailboxPoller:
         return MailboxPoller(config, self.fetcher_for(config), StatusStore(redis), index,

@@ -74,3 +74,75 @@ def test_gmail_first_sync_push_history_and_expired_history(settings, ingest, kaf
     deliver(mail("carl@contact.example", address, "After revocation"))
     wait_for(lambda: (world.status("gm1") or {}).get("state") == "auth_failed", 60, what="auth_failed")
     assert "invalid_grant" in world.status("gm1")["reason"]
+
+
+def gmail_accounts(sandbox, world: MailWorld, count: int) -> list[dict]:
+    """Sandbox Gmail accounts of one OAuth client (crmsync's), each with the grant the connect flow leaves."""
+    accounts: list[dict] = []
+    for n in range(count):
+        client = {"client_id": accounts[0]["client_id"], "client_secret": accounts[0]["client_secret"]} if n else {}
+        accounts.append(httpx.post(f"{sandbox.http_url}/_sandbox/accounts", json={
+            "provider": "google", "email": f"{world.org}-{n}@gmail.example.com", **client}).raise_for_status().json())
+        store_grant(world.settings, world.org, f"gm{n}", accounts[-1])
+    return accounts
+
+
+def gmail_worker(start_service, sandbox, account: dict):
+    return start_service("services.mail_fetch", CRMSYNC_GOOGLE_API_BASE_URL=sandbox.http_url,
+                         CRMSYNC_GOOGLE_TOKEN_URL=f"{sandbox.http_url}/token",
+                         CRMSYNC_GOOGLE_CLIENT_ID=account["client_id"],
+                         CRMSYNC_GOOGLE_CLIENT_SECRET=account["client_secret"])
+
+
+def deliver_gmail(sandbox, address: str, raw: bytes) -> None:
+    httpx.post(f"{sandbox.http_url}/_sandbox/gmail/{address}/messages", content=raw).raise_for_status()
+
+
+def watch_of(sandbox, address: str) -> dict | None:
+    return httpx.get(f"{sandbox.http_url}/_sandbox/gmail/{address}").raise_for_status().json()["watch"]
+
+
+def test_a_disabled_or_removed_gmail_mailbox_has_its_watch_stopped(settings, ingest, kafka_bootstrap, sandbox,
+                                                                   start_service):
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
+    [account] = gmail_accounts(sandbox, world, 1)
+    address = account["email"]
+    deliver_gmail(sandbox, address, mail("carl@contact.example", address, "Before"))
+    worker = gmail_worker(start_service, sandbox, account)
+    world.wait_indexed("carl@contact.example", "C1")
+    world.configure("gm0", {"kind": "gmail", "address": address})
+    world.wait_commands(1, worker=worker)
+    assert watch_of(sandbox, address)["topic"] == "projects/crmsync/topics/gmail"
+
+    world.configure("gm0", {"kind": "gmail", "address": address}, enabled=False)
+    wait_for(lambda: watch_of(sandbox, address) is None, 30, what="users.stop on disabling")
+    world.configure("gm0", {"kind": "gmail", "address": address})
+    wait_for(lambda: watch_of(sandbox, address), 30, what="the watch opened again on re-enabling")
+    world.remove("gm0")
+    wait_for(lambda: watch_of(sandbox, address) is None, 30, what="users.stop on removal")
+    assert len(world.commands()) == 1
+
+
+def test_two_workers_fetch_each_gmail_message_once(settings, ingest, kafka_bootstrap, sandbox, start_service):
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
+    accounts = gmail_accounts(sandbox, world, 6)
+    httpx.post(f"{sandbox.http_url}/_sandbox/pubsub/subscriptions", json={
+        "topic": "projects/crmsync/topics/gmail",
+        "push_endpoint": f"{ingest.url}/v1/webhooks/gmail?token={settings.gmail_push_token}"}).raise_for_status()
+    for n, account in enumerate(accounts):
+        for i in range(5):
+            deliver_gmail(sandbox, account["email"], mail("carl@contact.example", account["email"], f"m{n}-{i}"))
+    first = gmail_worker(start_service, sandbox, accounts[0])
+    second = gmail_worker(start_service, sandbox, accounts[0])
+    world.wait_indexed("carl@contact.example", "C1")
+    for n, account in enumerate(accounts):
+        world.configure(f"gm{n}", {"kind": "gmail", "address": account["email"]})
+    world.wait_commands(30, worker=first)
+    for n, account in enumerate(accounts):  # later mail comes by push, to whichever worker owns the mailbox
+        deliver_gmail(sandbox, account["email"], mail("carl@contact.example", account["email"], f"late-{n}"))
+    commands = world.wait_commands(36, worker=second)
+    subjects = [c.action.subject for c in commands]
+    assert len(subjects) == len(set(subjects)) == 36
+    assert "mail fetched" in first.log() and "mail fetched" in second.log(), "both workers own mailboxes"

@@ -1,6 +1,10 @@
 """One POP3 session: connect (TLS, STARTTLS or plain), log in, list by UIDL, RETR, DELE, QUIT.
 
-poplib is blocking: the fetch loop runs a session's calls in a thread. Failures come out as two
+poplib is blocking: the fetch loop runs a session's calls in a thread. Where the server announces
+PIPELINING (RFC 2449 section 6.6; Dovecot, Courier, Cyrus and the large providers do), RETRs go out a
+window at a time in one write and their answers are read back to back, so a mailbox costs a round trip
+per window rather than per message; poplib has no call for that, so the window is written on its socket
+and each answer read with its own multi-line reader. Failures come out as two
 kinds the loop acts on: Pop3AuthError (the server said -ERR to our credentials: a person must fix
 the configuration) and Pop3Unavailable (no connection, TLS failure, timeout: try again later).
 TLS verifies the server against the system's trust store (SSL_CERT_FILE names another CA bundle).
@@ -18,6 +22,7 @@ from services.common.retry import TransientError
 
 # poplib refuses lines over 2048 bytes by default; real mail (long base64 or HTML lines) has them.
 poplib._MAXLINE = 1024 * 1024
+PIPELINE_WINDOW = 20  # RETRs in flight: 20 short commands fit any socket buffer, so the write never blocks
 
 
 class Pop3AuthError(Exception):
@@ -41,8 +46,9 @@ class Pop3Account:
 class Pop3Session:
     def __init__(self, account: Pop3Account, tls_context: ssl.SSLContext | None = None):
         self.account = account
-        self.tls_context = tls_context or ssl.create_default_context()
+        self.tls_context = tls_context  # None: the system's trust store, loaded only when TLS is used
         self._client: poplib.POP3 | None = None
+        self.pipelining = False
 
     # --- session --------------------------------------------------------------------------------
     def open(self) -> Pop3Session:
@@ -50,11 +56,11 @@ class Pop3Session:
         try:
             if account.security == "tls":
                 client = poplib.POP3_SSL(account.host, account.port, timeout=account.timeout_s,
-                                         context=self.tls_context)
+                                         context=self.tls_context or ssl.create_default_context())
             else:
                 client = poplib.POP3(account.host, account.port, timeout=account.timeout_s)
                 if account.security == "starttls":
-                    client.stls(self.tls_context)
+                    client.stls(self.tls_context or ssl.create_default_context())
         except (OSError, poplib.error_proto) as exc:
             raise Pop3Unavailable(f"cannot connect to {account.host}:{account.port}: {_describe(exc)}") from exc
         self._client = client
@@ -67,7 +73,18 @@ class Pop3Session:
         except OSError as exc:
             self.abort()
             raise Pop3Unavailable(f"{account.host} broke off the login: {_describe(exc)}") from exc
+        self.pipelining = "PIPELINING" in self._capabilities()
         return self
+
+    def _capabilities(self) -> dict:
+        """CAPA after login (RFC 2449 lets them change there); a server without CAPA has none of them."""
+        try:
+            return self._client.capa()
+        except poplib.error_proto:
+            return {}
+        except OSError as exc:
+            self.abort()
+            raise Pop3Unavailable(f"{self.account.host} broke off after the login: {_describe(exc)}") from exc
 
     def quit(self) -> None:
         """End the session normally: the server now removes what DELE marked."""
@@ -97,9 +114,31 @@ class Pop3Session:
             listing.append((int(number), uid.strip()))
         return listing
 
+    def sizes(self) -> dict[int, int]:
+        """Message number -> size in octets (LIST), to bound a batch before asking for it."""
+        _, lines, _ = self._call(lambda c: c.list())
+        found = {}
+        for line in lines:
+            number, _, size = line.decode("ascii", "replace").partition(" ")
+            found[int(number)] = int(size.split()[0]) if size.split() else 0
+        return found
+
     def retrieve(self, number: int) -> bytes:
         _, lines, _ = self._call(lambda c: c.retr(number))
-        return b"\r\n".join(lines) + b"\r\n"
+        return _message(lines)
+
+    def retrieve_window(self, numbers: list[int]) -> list[bytes]:
+        """RETR a few messages (at most PIPELINE_WINDOW): pipelined where the server allows it."""
+        if not self.pipelining or len(numbers) < 2:
+            return [self.retrieve(n) for n in numbers]
+        if len(numbers) > PIPELINE_WINDOW:
+            raise ValueError(f"at most {PIPELINE_WINDOW} RETRs in flight, not {len(numbers)}")
+
+        def pipelined(client: poplib.POP3) -> list[bytes]:
+            client.sock.sendall(b"".join(b"RETR %d\r\n" % n for n in numbers))
+            return [_message(client._getlongresp()[1]) for _ in numbers]
+
+        return self._call(pipelined)
 
     def delete(self, number: int) -> None:
         self._call(lambda c: c.dele(number))
@@ -112,6 +151,10 @@ class Pop3Session:
         except (OSError, poplib.error_proto, EOFError) as exc:
             self.abort()
             raise Pop3Unavailable(f"{self.account.host}: {_describe(exc)}") from exc
+
+
+def _message(lines: list[bytes]) -> bytes:
+    return b"\r\n".join(lines) + b"\r\n"
 
 
 def _describe(exc: BaseException) -> str:
