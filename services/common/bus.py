@@ -13,6 +13,11 @@ from services.common.settings import Settings
 from services.common.topics import TopicSpec
 
 
+# Ingest takes request bodies up to 1 MiB, so one CRM change can be nearly that large once wrapped;
+# producers allow twice that, so such a change can be re-keyed or dead-lettered without being refused.
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
 class Bus:
     """Publishes schema models. `publish*` returns only once the broker has the messages (acks=all)."""
 
@@ -26,6 +31,7 @@ class Bus:
             max_batch_size=256 * 1024,
             request_timeout_ms=15_000,
             enable_idempotence=False,
+            max_request_size=MAX_MESSAGE_BYTES,
         )
         self._partitioner = DefaultPartitioner()
 
@@ -105,6 +111,7 @@ def create_faust_app(name: str, settings: Settings, **overrides) -> faust.App:
         broker_max_poll_interval=settings.consumer_max_poll_interval_ms / 1000,
         broker_rebalance_timeout=settings.consumer_rebalance_timeout_ms / 1000,
         producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
         stream_wait_empty=False,
     )
     options.update(overrides)

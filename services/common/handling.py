@@ -69,6 +69,17 @@ def _log_context(message: Message | None, record: InboundRecord) -> dict:
     return context
 
 
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
+
+
+def _kept_value(value: bytes | None) -> str:
+    """The original value as text; a huge one is cut (its origin, topic/partition/offset, holds it whole)."""
+    text = (value or b"").decode("utf-8", "backslashreplace")
+    if len(text) <= DEAD_LETTER_VALUE_LIMIT:
+        return text
+    return text[:DEAD_LETTER_VALUE_LIMIT] + f"... [cut: {len(text)} characters in all]"
+
+
 class MessageHandler:
     """Wraps a worker's handler function; calling it with a record never raises (but for shutdown)."""
 
@@ -126,7 +137,7 @@ class MessageHandler:
             partition=record.partition,
             offset=record.offset,
             key=record.key.decode("utf-8", "backslashreplace") if record.key is not None else None,
-            value=(record.value or b"").decode("utf-8", "backslashreplace"),
+            value=_kept_value(record.value),
             reason=reason[:4000],
             error_type=type(exc).__name__,
             attempts=attempts,

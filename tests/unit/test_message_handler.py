@@ -93,3 +93,10 @@ def test_tombstone_reaches_the_handler_as_none():
 
     run(remember, None)
     assert seen == [None]
+
+
+def test_a_huge_message_is_dead_lettered_with_its_value_cut_not_refused():
+    outcome, box = run(ok, b"x" * 3_000_000)
+    letter = box.letters[0][1]
+    assert outcome == "dead_lettered"
+    assert len(letter.value) < 600_000 and letter.value.endswith("[cut: 3000000 characters in all]")
