@@ -15,7 +15,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from schemas import CrmChange, CrmCommand, CrmModule, DeleteRecord, Direction, IntegrationConfig, UpsertRecord
+from schemas import (
+    CrmChange, CrmCommand, CrmModule, DeleteRecord, Direction, Integration, IntegrationConfig, UpsertRecord,
+)
 from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import Attendee, CanonicalEvent
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
@@ -111,7 +113,7 @@ class CalendarEngine:
             if remote is not None and remote.event is not None \
                     and remote.event.fingerprint() != current.provider_fingerprint:
                 merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
-                                              _parse_time(remote.updated_at))
+                                              _parse_time(remote.updated_at), provider_holds=_holds(config))
                 target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
         result = await provider.upsert(change.record_id, target, current.provider_id if current else None)
         if to_crm:
@@ -193,7 +195,7 @@ class CalendarEngine:
             except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
                 crm_event = current.snapshot
             merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, crm_change.modified_at,
-                                          _parse_time(remote.updated_at))
+                                          _parse_time(remote.updated_at), provider_holds=_holds(config))
             target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
         await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}")
         provider_fingerprint, etag = remote.event.fingerprint(), remote.etag
@@ -329,8 +331,10 @@ class CalendarEngine:
     # --- helpers ----------------------------------------------------------------------------------
 
     async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str) -> None:
+        indexed = await self.index.event(config.org_id, config.user_id, crm_id)
+        current_fields = indexed[0].fields if indexed else None  # keeps what the canonical form does not hold
         action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id,
-                              fields=mapping.canonical_to_crm(event))
+                              fields=mapping.canonical_to_crm(event, current_fields))
         await self._send(config, action, f"update:{crm_id}:{idempotency}")
 
     async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
@@ -364,6 +368,12 @@ class CalendarEngine:
                                   fields={"Email": guest.email, "Last_Name": name, "Lead_Source": "Calendar guest"},
                                   external_ref=f"guest:{guest.email}")
             await self._send(config, action, f"guest:{guest.email}")
+
+
+def _holds(config: IntegrationConfig) -> Callable[[CanonicalEvent], CanonicalEvent]:
+    """The event as the provider can hold it: what it cut (a long description) is no edit of the user's."""
+    fit = mapping.fit_google if config.integration == Integration.GOOGLE_CALENDAR else mapping.fit_graph
+    return lambda event: fit(event).event
 
 
 def _with_participant(participants: list[dict], address: str) -> list[dict]:
