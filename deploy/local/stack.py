@@ -37,6 +37,24 @@ class StackOptions:
     state_dir: Path = ROOT / ".state"
 
 
+def sandbox_provider_env(env: dict[str, str]) -> dict[str, str]:
+    """Settings that point every adapter at the local sandbox instead of Google and Microsoft."""
+    http = f"http://127.0.0.1:{env.get('SANDBOX_HTTP_PORT', '8090')}"
+    https = f"https://127.0.0.1:{env.get('SANDBOX_HTTPS_PORT', '8443')}"
+    tls_dir = Path(env.get("SANDBOX_TLS_DIR", ROOT / ".state" / "tls"))
+    ingest = f"http://127.0.0.1:{env.get('CRMSYNC_INGEST_PORT', '8080')}"
+    return {
+        "CRMSYNC_GOOGLE_API_BASE_URL": http,
+        "CRMSYNC_GOOGLE_AUTH_URL": f"{http}/o/oauth2/v2/auth",
+        "CRMSYNC_GOOGLE_TOKEN_URL": f"{http}/token",
+        "CRMSYNC_MICROSOFT_AUTHORITY_BASE_URL": https,
+        "CRMSYNC_MICROSOFT_GRAPH_BASE_URL": http,
+        "CRMSYNC_PROVIDER_CA_BUNDLE": str(tls_dir / "ca.pem"),
+        "CRMSYNC_PUBLIC_BASE_URL": ingest,
+        "CRMSYNC_CRM_INGEST_URL": ingest,
+    }
+
+
 class PrefixedOutput:
     """Copies a child's output to our console, each line behind the child's coloured name."""
 
@@ -98,6 +116,8 @@ class Stack:
         env.update(self._infrastructure())
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        for name, value in sandbox_provider_env(env).items():
+            env.setdefault(name, value)  # the local stack's providers are the sandbox's, unless told otherwise
         settings = Settings(kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], redis_url=env["REDIS_URL"])
         created = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
                                             settings.topic_replication))
