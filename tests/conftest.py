@@ -4,4 +4,4 @@ from tests.fixtures.ingest import ingest, settings  # noqa: F401
 from tests.fixtures.processes import start_service  # noqa: F401
 from tests.fixtures.sandbox import sandbox, sandbox_server  # noqa: F401
 from tests.fixtures.dovecot import dovecot  # noqa: F401
-from tests.fixtures.calendar_stack import calendar_stack  # noqa: F401
+from tests.fixtures.calendar_stack import calendar_services, calendar_stack  # noqa: F401
