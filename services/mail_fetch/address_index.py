@@ -28,6 +28,7 @@ from services.mail_fetch.index_rules import (
     user_is_active,
 )
 from services.mail_fetch.matching import AddressLink, RecordRef
+from services.mail_fetch.redis_bulk import RedisBulk
 
 KIND = "mailindex"
 
@@ -39,6 +40,7 @@ def address_part(address: str) -> str:
 class AddressIndex:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
+        self.bulk = RedisBulk(redis)
 
     # --- keeping it from crm.changes --------------------------------------------------------------
     async def apply(self, change: CrmChange) -> None:
@@ -110,22 +112,16 @@ class AddressIndex:
     async def lookup(
         self, org_id: str, addresses: Iterable[str]
     ) -> tuple[dict[str, list[AddressLink]], dict[str, list[str]]]:
-        """The links of each address, and the deals of every contact among them: two round trips."""
+        """The links of each address, and the deals of every contact among them: two commands."""
         addresses = list(dict.fromkeys(addresses))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for address in addresses:
-                pipe.hgetall(key(KIND, org_id, "addr", address_part(address)))
-            answers = await pipe.execute()
+        answers = await self.bulk.hgetall([key(KIND, org_id, "addr", address_part(a)) for a in addresses])
         links = {address: [_link(field, since) for field, since in answer.items()]
                  for address, answer in zip(addresses, answers) if answer}
         contacts = sorted({link.record.record_id for found in links.values() for link in found
                            if link.record.module == CrmModule.CONTACTS})
         if not contacts:
             return links, {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for contact in contacts:
-                pipe.smembers(key(KIND, org_id, "deals", contact))
-            deals = await pipe.execute()
+        deals = await self.bulk.smembers([key(KIND, org_id, "deals", contact) for contact in contacts])
         return links, {contact: sorted(ids) for contact, ids in zip(contacts, deals) if ids}
 
 

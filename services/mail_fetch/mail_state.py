@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 
 from services.common.state import key
+from services.mail_fetch.redis_bulk import RedisBulk
 
 THREAD_TTL_S = 400 * 24 * 3600
 
@@ -76,6 +77,7 @@ class ThreadStore:
 
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
+        self.bulk = RedisBulk(redis)
 
     def _key(self, org_id: str, message_id: str) -> str:
         return key("mailthread", org_id, _digest(message_id))
@@ -88,12 +90,7 @@ class ThreadStore:
         return {i: v for i, v in zip(ids, values) if v}
 
     async def remember(self, org_id: str, threads: dict[str, str]) -> None:
-        if not threads:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message_id, thread in threads.items():
-                pipe.set(self._key(org_id, message_id), thread, ex=THREAD_TTL_S)
-            await pipe.execute()
+        await self.bulk.set_ex({self._key(org_id, m): thread for m, thread in threads.items()}, THREAD_TTL_S)
 
 
 class MailboxLock:

@@ -13,7 +13,6 @@ import email
 import hashlib
 import re
 from dataclasses import dataclass, field
-from email import policy
 from email.message import Message as EmailMessage
 from email.utils import parsedate_to_datetime
 
@@ -21,6 +20,7 @@ from schemas import EmailAttachmentInfo
 from services.common.retry import PermanentError
 from services.mail_fetch.addresses import addresses_in
 from services.mail_fetch.html_text import html_to_text
+from services.mail_fetch.mime_read import header_index, read_message
 
 MAX_BODY_CHARS = 100_000
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
@@ -58,22 +58,24 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise PermanentError("empty message")
     if not _HEADER_LINE.search(raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]):
         raise PermanentError("not an RFC 2822 message: no header line before the body")
-    msg = email.message_from_bytes(raw, policy=policy.compat32)
-    message_id = _first_id(header_text(msg, "Message-ID"))
+    msg = read_message(raw)
+    headers = header_index(msg)
+    message_id = _first_id(header_text(headers, "Message-ID"))
     body, attachments = _body_and_attachments(msg)
     defects = tuple(sorted({type(d).__name__ for part in _walk(msg) for d in getattr(part, "defects", [])}))
-    from_addresses = addresses_in([header_text(msg, "From")]) or addresses_in([header_text(msg, "Sender")])
+    from_addresses = (addresses_in([header_text(headers, "From")])
+                      or addresses_in([header_text(headers, "Sender")]))
     return ParsedMessage(
         message_id=message_id or generated_message_id(raw),
         message_id_generated=message_id is None,
-        in_reply_to=tuple(_MESSAGE_ID.findall(header_text(msg, "In-Reply-To"))),
-        references=tuple(_MESSAGE_ID.findall(header_text(msg, "References"))),
+        in_reply_to=tuple(_MESSAGE_ID.findall(header_text(headers, "In-Reply-To"))),
+        references=tuple(_MESSAGE_ID.findall(header_text(headers, "References"))),
         from_address=from_addresses[0] if from_addresses else "",
-        to=tuple(addresses_in(header_values(msg, "To"))),
-        cc=tuple(addresses_in(header_values(msg, "Cc"))),
-        reply_to=tuple(addresses_in(header_values(msg, "Reply-To"))),
-        subject=header_text(msg, "Subject").strip(),
-        date=_date(header_text(msg, "Date")),
+        to=tuple(addresses_in(header_values(headers, "To"))),
+        cc=tuple(addresses_in(header_values(headers, "Cc"))),
+        reply_to=tuple(addresses_in(header_values(headers, "Reply-To"))),
+        subject=header_text(headers, "Subject").strip(),
+        date=_date(header_text(headers, "Date")),
         body_text=body[:MAX_BODY_CHARS],
         attachments=tuple(attachments),
         defects=defects,
@@ -88,12 +90,13 @@ def generated_message_id(raw: bytes) -> str:
 # --- headers ------------------------------------------------------------------------------------
 
 
-def header_values(msg: EmailMessage, name: str) -> list[str]:
-    return [_decode_header(v) for v in (msg.get_all(name) or [])]
+def header_values(headers: dict[str, list], name: str) -> list[str]:
+    """Every value of a header, decoded; `headers` is mime_read.header_index of the message."""
+    return [_decode_header(v) for v in headers.get(name.lower(), ())]
 
 
-def header_text(msg: EmailMessage, name: str) -> str:
-    values = header_values(msg, name)
+def header_text(headers: dict[str, list], name: str) -> str:
+    values = header_values(headers, name)
     return values[0] if values else ""
 
 

@@ -1,11 +1,14 @@
 """Raw messages -> what the CRM shows, including the broken mail real mailboxes hold."""
 import base64
 import datetime as dt
+from email import policy
+from email.parser import BytesParser
 
 import pytest
 
 from services.common.retry import PermanentError
 from services.mail_fetch.html_text import html_to_text
+from services.mail_fetch.mime_read import read_message
 from services.mail_fetch.parsing import parse_message
 
 
@@ -90,3 +93,28 @@ def test_what_is_not_a_mail_message_is_refused_with_the_reason(raw, reason):
 
 def test_html_to_text_skips_scripts_and_decodes_entities():
     assert html_to_text("<script>x()</script><div>a&amp;b&nbsp;c</div><br>d") == "a&b c\n\nd"
+
+
+SINGLE_PART = [
+    b"From: a@x.com\r\nSubject: crlf\r\n\r\nline one\r\n.line two\r\n",
+    b"From: a@x.com\nSubject: lf only\n\nline one\nline two\n",
+    b"From: a@x.com\r\nSubject: mixed\r\n\nbody\r\n",
+    b"From: a@x.com\r\nContent-Transfer-Encoding: base64\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    + base64.encodebytes("Grüße\r\n".encode()),
+    b"From: a@x.com\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nsoft break\r\n",
+    "From: Jörg <j@x.de>\r\nSubject: 8-bit\r\n\r\nBücher\r\n".encode(),
+    b"From: a@x.com\r\nSubject: folded\r\n  over two lines\r\n\r\nbody",
+    b"From: a@x.com\r\nnot a header line\r\nSubject: late\r\n\r\nbody\r\n",  # the full parser decides
+    b"From: a@x.com\r\nSubject: no body\r\n",
+    b"From: a@x.com\r\n\r\n\r\nbody after an empty first line\r\n",
+    b"From: a@x.com\rSubject: bare CR\r\rbody\r",
+]
+
+
+@pytest.mark.parametrize("raw", SINGLE_PART + [multipart(b"<p>hi</p>", b"pdf")])
+def test_the_header_first_read_is_the_full_parse(raw):
+    fast, full = read_message(raw), BytesParser(policy=policy.compat32).parsebytes(raw)
+    assert fast.items() == full.items()
+    assert fast.get_payload(decode=True) == full.get_payload(decode=True)
+    assert [type(d) for d in fast.defects] == [type(d) for d in full.defects]
+    assert fast.is_multipart() == full.is_multipart()
