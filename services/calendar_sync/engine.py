@@ -83,7 +83,8 @@ class CalendarEngine:
             crm_event = mapping.crm_to_canonical(change.fields).event
             await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
                                          crm_event.fingerprint() if crm_event else None,
-                                         pending.provider_fingerprint, pending.etag), previous)
+                                         pending.provider_fingerprint, pending.etag,
+                                         crm_modified_at=change.modified_at.isoformat()), previous)
         return True
 
     async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
@@ -107,6 +108,12 @@ class CalendarEngine:
         crm_event = mapped.event
         if current is not None and current.crm_fingerprint == crm_event.fingerprint():
             return SyncReport(skipped=1)  # nothing the provider holds has changed
+        if current is not None and current.crm_modified_at \
+                and change.modified_at <= _parse_time(current.crm_modified_at):
+            # A pull merged this CRM version (or a later one) already: written again, it would undo the
+            # provider's edits that merge kept.
+            log.info("crm change already merged", record_id=change.record_id)
+            return SyncReport(skipped=1)
         target, to_crm, conflicts = crm_event, False, ()
         if current is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
             remote = await provider.find_by_crm_id(change.record_id)
@@ -122,7 +129,8 @@ class CalendarEngine:
         written = result.written or target
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
                                      target.fingerprint() if to_crm else crm_event.fingerprint(),
-                                     written.fingerprint(), result.etag), current)
+                                     written.fingerprint(), result.etag,
+                                     crm_modified_at=change.modified_at.isoformat()), current)
         return SyncReport(pushed=1, conflicts=len(conflicts))
 
     # --- the provider's side ----------------------------------------------------------------------
@@ -188,8 +196,10 @@ class CalendarEngine:
                               maps: MappingStore) -> str:
         indexed = await self.index.event(config.org_id, config.user_id, current.crm_id)
         target, to_provider, conflicts = remote.event, False, ()
+        seen = current.crm_modified_at
         if indexed is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
             crm_change, _ = indexed
+            seen = crm_change.modified_at.isoformat()  # this CRM version is merged here: its push is stale
             try:
                 crm_event = mapping.crm_to_canonical(crm_change.fields).event
             except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
@@ -204,7 +214,7 @@ class CalendarEngine:
             provider_fingerprint, etag = (result.written or target).fingerprint(), result.etag
         await self._log_conflicts(config, current.crm_id, conflicts)
         await maps.save(EventMapping(current.crm_id, remote.provider_id, target, target.fingerprint(),
-                                     provider_fingerprint, etag), current)
+                                     provider_fingerprint, etag, crm_modified_at=seen), current)
         return "conflict" if conflicts else "pulled"
 
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:

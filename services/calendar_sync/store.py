@@ -41,6 +41,7 @@ class EventMapping:
     provider_fingerprint: str | None = None  # of what the provider holds after our last write
     etag: str | None = None
     version: int = 0
+    crm_modified_at: str | None = None  # of the CRM version the last sync took in (ISO); older changes are stale
 
     def to_json(self) -> str:
         data = asdict(self)
