@@ -10,7 +10,7 @@ from services.common.secrets import SecretBox
 from services.common.state import connect
 from services.common.tokens import Grant, TokenStore
 from tests.fixtures.net import wait_for
-from tests.integration.test_mail_support import MailWorld, mail
+from tests.integration.test_mail_support import MailWorld, mail, users_on_every_partition, wait_assigned
 
 pytestmark = pytest.mark.integration
 
@@ -76,14 +76,14 @@ def test_gmail_first_sync_push_history_and_expired_history(settings, ingest, kaf
     assert "invalid_grant" in world.status("gm1")["reason"]
 
 
-def gmail_accounts(sandbox, world: MailWorld, count: int) -> list[dict]:
+def gmail_accounts(sandbox, world: MailWorld, users: list[str]) -> list[dict]:
     """Sandbox Gmail accounts of one OAuth client (crmsync's), each with the grant the connect flow leaves."""
     accounts: list[dict] = []
-    for n in range(count):
-        client = {"client_id": accounts[0]["client_id"], "client_secret": accounts[0]["client_secret"]} if n else {}
+    for user in users:
+        client = {"client_id": accounts[0]["client_id"], "client_secret": accounts[0]["client_secret"]} if accounts else {}
         accounts.append(httpx.post(f"{sandbox.http_url}/_sandbox/accounts", json={
-            "provider": "google", "email": f"{world.org}-{n}@gmail.example.com", **client}).raise_for_status().json())
-        store_grant(world.settings, world.org, f"gm{n}", accounts[-1])
+            "provider": "google", "email": f"{world.org}-{user}@gmail.example.com", **client}).raise_for_status().json())
+        store_grant(world.settings, world.org, user, accounts[-1])
     return accounts
 
 
@@ -106,7 +106,7 @@ def test_a_disabled_or_removed_gmail_mailbox_has_its_watch_stopped(settings, ing
                                                                    start_service):
     world = MailWorld(settings, ingest, kafka_bootstrap)
     world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
-    [account] = gmail_accounts(sandbox, world, 1)
+    [account] = gmail_accounts(sandbox, world, ["gm0"])
     address = account["email"]
     deliver_gmail(sandbox, address, mail("carl@contact.example", address, "Before"))
     worker = gmail_worker(start_service, sandbox, account)
@@ -127,7 +127,8 @@ def test_a_disabled_or_removed_gmail_mailbox_has_its_watch_stopped(settings, ing
 def test_two_workers_fetch_each_gmail_message_once(settings, ingest, kafka_bootstrap, sandbox, start_service):
     world = MailWorld(settings, ingest, kafka_bootstrap)
     world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
-    accounts = gmail_accounts(sandbox, world, 6)
+    users = users_on_every_partition(world.org, settings.topic_partitions, prefix="gm")
+    accounts = gmail_accounts(sandbox, world, users)
     httpx.post(f"{sandbox.http_url}/_sandbox/pubsub/subscriptions", json={
         "topic": "projects/crmsync/topics/gmail",
         "push_endpoint": f"{ingest.url}/v1/webhooks/gmail?token={settings.gmail_push_token}"}).raise_for_status()
@@ -137,12 +138,13 @@ def test_two_workers_fetch_each_gmail_message_once(settings, ingest, kafka_boots
     first = gmail_worker(start_service, sandbox, accounts[0])
     second = gmail_worker(start_service, sandbox, accounts[0])
     world.wait_indexed("carl@contact.example", "C1")
-    for n, account in enumerate(accounts):
-        world.configure(f"gm{n}", {"kind": "gmail", "address": account["email"]})
-    world.wait_commands(30, worker=first)
+    wait_assigned(first, second)
+    for user, account in zip(users, accounts):
+        world.configure(user, {"kind": "gmail", "address": account["email"]})
+    world.wait_commands(5 * len(users), worker=first)
     for n, account in enumerate(accounts):  # later mail comes by push, to whichever worker owns the mailbox
         deliver_gmail(sandbox, account["email"], mail("carl@contact.example", account["email"], f"late-{n}"))
-    commands = world.wait_commands(36, worker=second)
+    commands = world.wait_commands(6 * len(users), worker=second)
     subjects = [c.action.subject for c in commands]
-    assert len(subjects) == len(set(subjects)) == 36
+    assert len(subjects) == len(set(subjects)) == 6 * len(users)
     assert "mail fetched" in first.log() and "mail fetched" in second.log(), "both workers own mailboxes"

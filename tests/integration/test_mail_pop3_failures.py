@@ -6,7 +6,15 @@ import pytest
 
 from schemas import CrmModule
 from tests.fixtures.net import free_port, wait_for
-from tests.integration.test_mail_support import MailWorld, by_record, mail, pop3_mailbox, worker_env
+from tests.integration.test_mail_support import (
+    MailWorld,
+    by_record,
+    mail,
+    pop3_mailbox,
+    users_on_every_partition,
+    wait_assigned,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -66,21 +74,23 @@ def test_a_server_that_is_down_is_retried_and_reported(world, dovecot, start_ser
     wait_for(lambda: state_of(world, "o2") == "ok", 30, what="ok status")
 
 
-def test_two_workers_fetch_each_message_once(world, dovecot, start_service):
-    users = [new_user(dovecot) for _ in range(6)]
+def test_two_workers_fetch_each_message_once(world, dovecot, start_service, settings):
+    owners = users_on_every_partition(world.org, settings.topic_partitions)
+    users = [new_user(dovecot) for _ in owners]
     for n, user in enumerate(users):
         for i in range(5):
             dovecot.deliver(user, mail("carl@contact.example", "me@x", f"m{n}-{i}"))
     first = start_worker(world, start_service, dovecot)
     second = start_worker(world, start_service, dovecot)
-    for n, user in enumerate(users):
-        world.configure(f"o{n}", pop3_mailbox(dovecot, user, "secret-1"))
-    commands = world.wait_commands(30, worker=first)
+    wait_assigned(first, second)
+    for owner, user in zip(owners, users):
+        world.configure(owner, pop3_mailbox(dovecot, user, "secret-1"))
+    world.wait_commands(5 * len(users), worker=first)
     for n, user in enumerate(users):
         dovecot.deliver(user, mail("carl@contact.example", "me@x", f"late-{n}"))
-    commands = world.wait_commands(36, worker=second)
+    commands = world.wait_commands(6 * len(users), worker=second)
     subjects = [c.action.subject for c in commands]
-    assert len(subjects) == len(set(subjects)) == 36
+    assert len(subjects) == len(set(subjects)) == 6 * len(users)
     assert "mail fetched" in first.log() and "mail fetched" in second.log(), "both workers own mailboxes"
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import redis
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CrmChange, CrmCommand, CrmModule, CrmOp, DeadLetter
 from services.common.bus import Bus
@@ -127,3 +128,29 @@ def by_record(commands: list[CrmCommand]) -> dict[tuple[str, str], list[CrmComma
     for command in commands:
         grouped.setdefault((command.action.module, command.action.record_id), []).append(command)
     return grouped
+
+
+def users_on_every_partition(org: str, partitions: int, per_partition: int = 2, prefix: str = "o") -> list[str]:
+    """User ids whose mailbox keys (org:user:mail) land on every config partition, so that any split of
+    the partitions between workers gives each of them mailboxes."""
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    found: dict[int, list[str]] = {p: [] for p in every}
+    for n in itertools.count():
+        user = f"{prefix}{n}"
+        partition = partitioner(f"{org}:{user}:mail".encode(), every, every)
+        if len(found[partition]) < per_partition:
+            found[partition].append(user)
+        if all(len(users) == per_partition for users in found.values()):
+            return [user for users in found.values() for user in users]
+
+
+def wait_assigned(*workers) -> None:
+    """Until every worker holds config partitions: mailboxes configured now are spread over all of them."""
+    def holds_partitions(worker) -> bool:
+        assigned = [line for line in worker.log().splitlines() if "mailbox partitions assigned" in line]
+        return bool(assigned) and "partitions=[]" not in assigned[-1]
+
+    for worker in workers:
+        wait_for(lambda w=worker: holds_partitions(w), 60, what="mailbox partitions assigned")
+
