@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import redis
 
 from schemas import CrmCommand
 from tests.e2e import test_calendar_google as google
@@ -235,6 +236,39 @@ def test_an_invalidated_delta_token_means_a_full_resync_without_duplicates(stack
     stack.crm.create_event(org, "ann", **(EVENT | {"Event_Title": "Sentinel"}))  # behind the resync's writes
     wait_for(lambda: len(ann.events()) == 4, 45, what="the sentinel in Outlook")
     assert len(stack.crm.records(org)) == 4 and len(ann.events()) == 4
+
+
+def test_a_lost_mapping_store_is_rebuilt_from_our_extended_properties_without_duplicates(stack):
+    org, ann = connected(stack)
+    one_event_each_way(stack, org, ann)
+    wait_for(lambda: len(mapping_keys(stack, org, "crm:*")) == 2, 30, what="both mappings stored")
+    forget_mappings(stack, org)
+    control(stack, f"/users/{ann.account['id']}/invalidate-delta-tokens")  # a full resync comes next
+    ann.create(outlook_event("After the loss"))
+    wait_for(lambda: len(stack.crm.records(org)) == 3, 45, what=f"the new event after a resync; {stack.worker_log()}")
+    stack.crm.update(org, "Events", next(r["id"] for r in stack.crm.records(org)
+                                         if r["fields"]["Event_Title"] == "Pipeline review"), Venue="Relinked")
+    wait_for(lambda: any(e["location"]["displayName"] == "Relinked" for e in ann.events()), 45,
+             what=f"the CRM event's update on its one Outlook copy; {stack.worker_log()}")
+    assert titles(stack, org) == ["After the loss", "From Outlook", "Pipeline review"]
+    assert subjects(ann) == ["After the loss", "From Outlook", "Pipeline review"]
+
+
+def mapping_keys(stack, org: str, what: str = "*") -> list:
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    try:
+        return list(client.scan_iter(match=f"crmsync:calmap:{org}:ann:{INTEGRATION}:{what}"))
+    finally:
+        client.close()
+
+
+def forget_mappings(stack, org: str) -> None:
+    """Delete the user's CRM id <-> Outlook id mappings, as a lost Redis would."""
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    try:
+        client.delete(*mapping_keys(stack, org))
+    finally:
+        client.close()
 
 
 # --- lifecycle notifications --------------------------------------------------------------------
