@@ -77,22 +77,3 @@ async def retry_async(
             await asyncio.sleep(wait)
             attempt += 1
 
-
-def retry_sync(
-    call: Callable[[], T],
-    policy: RetryPolicy,
-    on_retry: Callable[[int, TransientError, float], None] | None = None,
-) -> T:
-    """The same, for blocking client libraries run in a thread (google-api-python-client, poplib)."""
-    attempt = 1
-    while True:
-        try:
-            return call()
-        except TransientError as exc:
-            if attempt >= policy.max_attempts:
-                raise
-            wait = policy.delay(attempt, exc.retry_after_s)
-            if on_retry:
-                on_retry(attempt, exc, wait)
-            time.sleep(wait)
-            attempt += 1
