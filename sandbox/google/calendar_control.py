@@ -19,7 +19,7 @@ from sandbox.state import Account
 
 class NewCalendar(BaseModel):
     summary: str = "Sandbox calendar"
-    access_role: Literal["freeBusyReader", "reader", "writer", "owner"] = "owner"
+    access_role: Literal["freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner"] = "owner"
     time_zone: str = "UTC"
     id: str | None = Field(None, description="share an existing calendar (by id) instead of creating one")
 
