@@ -41,7 +41,7 @@ class Change:
 
 
 @dataclass
-class _History:
+class History:
     user_id: str
     versions: list[tuple[int, dict | None]] = field(default_factory=list)
 
@@ -59,7 +59,7 @@ class _History:
         return state
 
 
-def _now() -> str:
+def now_stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
@@ -83,7 +83,7 @@ class EventStore:
     def reset(self) -> None:
         with self.lock:
             self._seq = 0
-            self._events: dict[str, _History] = {}
+            self._events: dict[str, History] = {}
             self._by_user: dict[str, list[str]] = {}
             self._transactions: dict[tuple[str, str], str] = {}
             self._delta_generation: dict[str, int] = {}
@@ -109,7 +109,7 @@ class EventStore:
             if existing_id and self._events[existing_id].current is not None:
                 return self._events[existing_id].current, False
             record = event_model.apply_write(None, body)
-            stamp = _now()
+            stamp = now_stamp()
             record.update(
                 id=_new_event_id(),
                 createdDateTime=stamp,
@@ -118,7 +118,7 @@ class EventStore:
                 iCalUId="040000008200E00074C5B7101A82E008" + uuid.uuid4().hex.upper(),
                 organizer={"name": account.display_name, "address": account.email},
             )
-            self._events[record["id"]] = _History(account.id)
+            self._events[record["id"]] = History(account.id)
             self._by_user.setdefault(account.id, []).append(record["id"])
             if transaction:
                 self._transactions[(account.id, transaction)] = record["id"]
@@ -133,7 +133,7 @@ class EventStore:
         with self.lock:
             current = self.get(account.id, event_id)
             record = event_model.apply_write(current, body)
-            record.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18))
+            record.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
             self._append(event_id, record)
             changes = [Change(account.id, account.tenant_id, event_id, "updated", record["changeKey"])]
             if record.get("isOrganizer", True):
@@ -174,16 +174,16 @@ class EventStore:
             copy_id = copies.get(invitee_id)
             current = self._events[copy_id].current if copy_id else None
             if current is None:
-                copy = dict(meeting, id=_new_event_id(), createdDateTime=_now(), iCalUId=record["iCalUId"],
+                copy = dict(meeting, id=_new_event_id(), createdDateTime=now_stamp(), iCalUId=record["iCalUId"],
                             organizer=record["organizer"], isOrganizer=False, responseStatus={"response": "notResponded"})
                 copy_id = copies[invitee_id] = copy["id"]
-                self._events[copy_id] = _History(invitee_id)
+                self._events[copy_id] = History(invitee_id)
                 self._by_user.setdefault(invitee_id, []).append(copy_id)
                 kind = "created"
             else:
                 copy = {k: v for k, v in current.items() if k not in _MEETING_FIELDS} | meeting
                 kind = "updated"
-            copy.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18), isCancelled=False)
+            copy.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18), isCancelled=False)
             self._append(copy_id, copy)
             changes.append(Change(invitee_id, invitee.tenant_id, copy_id, kind, copy["changeKey"]))
         return changes
@@ -196,7 +196,7 @@ class EventStore:
             current = self._events[copy_id].current if copy_id else None
             if current is None or current.get("isCancelled"):
                 continue
-            cancelled = dict(current, isCancelled=True, lastModifiedDateTime=_now(),
+            cancelled = dict(current, isCancelled=True, lastModifiedDateTime=now_stamp(),
                              changeKey=secrets.token_urlsafe(18))
             self._append(copy_id, cancelled)
             changes.append(Change(invitee_id, organiser.tenant_id, copy_id, "updated", cancelled["changeKey"]))
