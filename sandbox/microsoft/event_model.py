@@ -157,7 +157,7 @@ def _check_times(record: dict) -> None:
             raise _validation_failure()
 
 
-def _render_time(value: dict, all_day: bool, tz_name: str) -> dict:
+def render_time(value: dict, all_day: bool, tz_name: str) -> dict:
     if all_day:  # all-day events are floating days: midnight wherever they are read
         return {"dateTime": parse_local(value["dateTime"], "").strftime(GRAPH_DATETIME), "timeZone": tz_name}
     moment = aware(value).astimezone(zone(tz_name))
@@ -206,8 +206,8 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
         "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"}
         if record.get("isOrganizer", True) else {"time": "0001-01-01T00:00:00Z", **record.get("responseStatus", {})},
         "body": record.get("body", {"contentType": "text", "content": ""}),
-        "start": _render_time(record["start"], all_day, tz_name),
-        "end": _render_time(record["end"], all_day, tz_name),
+        "start": render_time(record["start"], all_day, tz_name),
+        "end": render_time(record["end"], all_day, tz_name),
         "location": record.get("location") or {"displayName": "", "locationType": "default"},
         "locations": record.get("locations", []),
         "attendees": [
@@ -221,33 +221,4 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
     matches = [{"id": k, "value": v} for k, v in record.get("_extended", {}).items() if k.lower() in wanted]
     if matches:
         out["singleValueExtendedProperties"] = matches
-    return out
-
-
-def instances(record: dict, window_start: dt.datetime, window_end: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """(id, start, end) of each instance of the event overlapping the window: the event itself, or occurrences."""
-    start, end = aware(record["start"]), aware(record["end"])
-    starts = recurrences.starts_in_window(record.get("recurrence"), start, end - start, window_start, window_end)
-    if not record.get("recurrence"):
-        return [(record["id"], start, end)] if starts else []
-    return [(f"{record['id']}_{s.strftime('%Y%m%dT%H%M%S')}", s, s + (end - start)) for s in starts]
-
-
-def render_instance(record: dict, instance: tuple[str, dt.datetime, dt.datetime], *, tz_name: str = "UTC") -> dict:
-    """One instance as calendarView returns it: the series' data at the occurrence's own times."""
-    out = render(record, tz_name=tz_name)
-    instance_id, start, end = instance
-    if instance_id == record["id"]:
-        return out
-    local = {"timeZone": record["start"]["timeZone"]}
-    occurrence = dict(record, start=dict(local, dateTime=start.strftime(GRAPH_DATETIME)),
-                      end=dict(local, dateTime=end.strftime(GRAPH_DATETIME)))
-    out.update(
-        id=instance_id,
-        type="occurrence",
-        seriesMasterId=record["id"],
-        recurrence=None,
-        start=_render_time(occurrence["start"], bool(record.get("isAllDay")), tz_name),
-        end=_render_time(occurrence["end"], bool(record.get("isAllDay")), tz_name),
-    )
     return out

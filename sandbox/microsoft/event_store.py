@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sandbox.errors import graph_error
-from sandbox.microsoft import event_model
+from sandbox.microsoft import event_model, series
 
 ChangeType = Literal["created", "updated", "deleted"]
 # What an invitee's copy of a meeting takes from the organiser's event.
@@ -152,6 +152,70 @@ class EventStore:
                 self._copies.pop(event_id, None)
         for change in changes:
             self._publish(change)
+
+    # --- occurrences of a series (series.py) ------------------------------------------------------
+    def occurrence(self, user_id: str, event_id: str) -> tuple[dict, series.Instance] | None:
+        """The master and the instance an occurrence or exception id names; None for any other id, 404 for
+        an occurrence id of the user's series that is cancelled or not one of its dates."""
+        parts = series.split_occurrence_id(event_id)
+        if parts is None:
+            return None
+        with self.lock:
+            history = self._events.get(parts[0])
+            master = history.current if history is not None and history.user_id == user_id else None
+            if master is None or not master.get("recurrence"):
+                return None
+            stamp = parts[1]
+            original = series.original_start(master, stamp)
+            if original is None or stamp in master.get("_cancelled", ()):
+                raise _not_found()
+            if stamp in master.get("_exceptions", {}):
+                exception = master["_exceptions"][stamp]
+                instance = series.Instance(event_id, event_model.aware(exception["start"]),
+                                           event_model.aware(exception["end"]), "exception", stamp)
+            else:
+                record = series.occurrence_record(master, stamp)
+                instance = series.Instance(event_id, event_model.aware(record["start"]),
+                                           event_model.aware(record["end"]), "occurrence", stamp)
+            return master, instance
+
+    def _rewrite_master(self, account, master: dict, exceptions: dict, cancelled: list) -> dict:
+        """A new version of the master holding the series' exceptions and cancellations: the master is the
+        item that changed (its changeKey moves, delta and change notifications name it)."""
+        record = dict(master, _exceptions=exceptions, _cancelled=cancelled, lastModifiedDateTime=now_stamp(),
+                      changeKey=secrets.token_urlsafe(18))
+        self._append(master["id"], record)
+        return record
+
+    def write_occurrence(self, account, event_id: str, body: dict) -> tuple[dict, series.Instance]:
+        """PATCH of an occurrence: it becomes (or stays) an exception with the same id."""
+        if isinstance(body, dict) and body.get("recurrence") is not None:
+            raise graph_error(400, "ErrorInvalidRequest", "The recurrence of an occurrence or exception can't be set.")
+        with self.lock:
+            master, instance = self.occurrence(account.id, event_id) or (None, None)
+            if master is None:
+                raise _not_found()
+            exception = event_model.apply_write(series.instance_record(master, instance), body)
+            exception.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
+            exception.setdefault("createdDateTime", exception["lastModifiedDateTime"])
+            exceptions = dict(master.get("_exceptions", {}), **{instance.stamp: exception})
+            master = self._rewrite_master(account, master, exceptions, list(master.get("_cancelled", ())))
+            kept = series.Instance(event_id, event_model.aware(exception["start"]), event_model.aware(exception["end"]),
+                                   "exception", instance.stamp)
+        self._publish(Change(account.id, account.tenant_id, master["id"], "updated", master["changeKey"]))
+        return master, kept
+
+    def cancel_occurrence(self, account, event_id: str) -> bool:
+        """DELETE of an occurrence or exception: cancelled, gone from the series' views. False: not one."""
+        with self.lock:
+            found = self.occurrence(account.id, event_id)
+            if found is None:
+                return False
+            master, instance = found
+            exceptions = {k: v for k, v in master.get("_exceptions", {}).items() if k != instance.stamp}
+            master = self._rewrite_master(account, master, exceptions, [*master.get("_cancelled", ()), instance.stamp])
+        self._publish(Change(account.id, account.tenant_id, master["id"], "updated", master["changeKey"]))
+        return True
 
     # --- meetings: the invitees' copies -----------------------------------------------------------
     def _invitees(self, organiser, record: dict) -> dict[str, object]:
