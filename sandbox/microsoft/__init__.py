@@ -22,11 +22,11 @@ def routers(sandbox) -> list:
     )
     from sandbox.microsoft.contact_store import ContactStore
     from sandbox.microsoft.event_store import EventStore
-    from sandbox.microsoft.notifications import Courier
+    from sandbox.microsoft.notifications import Courier, count_call
 
     events = EventStore(directory=lambda address: sandbox.state.account_by_email("microsoft", address))
     contacts = ContactStore()
-    courier = Courier()
+    courier = Courier(count=lambda name: count_call(sandbox.faults, name))
     sandbox.state.on_reset(events.reset)
     sandbox.state.on_reset(contacts.reset)
     sandbox.state.on_reset(courier.reset)

@@ -169,9 +169,16 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
     sandbox.state.on_reset(book.reset)
     api = APIRouter(tags=["graph subscriptions"])
 
+    def missed(sub: Subscription):
+        """What Graph does once it gave up delivering a change: tell the lifecycle URL it was missed."""
+        def tell() -> None:
+            if sub.lifecycle_url and sub.active():
+                courier.send("lifecycle", sub.id, sub.lifecycle_url, lifecycle_payload(sub, "missed"))
+        return tell
+
     def on_change(change: Change) -> None:
         for sub in book.watching(change.user_id, change.change_type):
-            courier.send("change", sub.id, sub.notification_url, change_payload(sub, change))
+            courier.send("change", sub.id, sub.notification_url, change_payload(sub, change), on_drop=missed(sub))
 
     events.add_listener(on_change)
 
