@@ -37,6 +37,6 @@ def routers(sandbox) -> list:
         graph_events.router(sandbox, events),
         graph_delta.router(sandbox, events),
         graph_contacts.router(sandbox, contacts, events),
-        graph_subscriptions.router(sandbox, events, courier),
+        graph_subscriptions.router(sandbox, events, courier, contacts),
         graph_batch.router(sandbox),
     ]

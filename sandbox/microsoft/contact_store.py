@@ -12,10 +12,11 @@ import base64
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 
 from sandbox.errors import graph_error
 from sandbox.microsoft.contact_model import apply_contact_write, check_folder_name
-from sandbox.microsoft.event_store import History, now_stamp
+from sandbox.microsoft.event_store import Change, History, now_stamp
 
 
 def _not_found():
@@ -35,7 +36,18 @@ def default_folder_id(user_id: str) -> str:
 class ContactStore:
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self._listeners: list[Callable[[Change], None]] = []
         self.reset()
+
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        """`listener(change)` hears of each contact write, after the lock is released (subscriptions)."""
+        self._listeners.append(listener)
+
+    def _publish(self, user_id: str, record: dict, change_type: str) -> None:
+        change = Change(user_id, None, record["id"], change_type, record["changeKey"], "Contacts",
+                        record["parentFolderId"])
+        for listener in self._listeners:
+            listener(change)
 
     def reset(self) -> None:
         with self.lock:
@@ -43,6 +55,7 @@ class ContactStore:
             self._contacts: dict[str, History] = {}
             self._by_user: dict[str, list[str]] = {}
             self._folders: dict[str, dict[str, dict]] = {}  # user id -> folder id -> folder
+            self._folder_log: dict[str, list[tuple[int, str, dict | None]]] = {}  # user id -> (seq, id, folder)
 
     @property
     def seq(self) -> int:
@@ -79,15 +92,37 @@ class ContactStore:
                 raise graph_error(409, "ErrorFolderExists", "A folder with the specified name already exists.")
             folder = {"id": _new_id(), "displayName": name, "parentFolderId": default_folder_id(user_id)}
             mine[folder["id"]] = folder
+            self._log_folder(user_id, folder["id"], folder)
             return folder
 
     def delete_folder(self, user_id: str, folder_id: str) -> None:
         """The folder goes, and the contacts in it with it (they leave its delta as deleted)."""
         with self.lock:
             self.folder(user_id, folder_id)
-            for contact in self.list(user_id, folder_id):
+            gone = self.list(user_id, folder_id)
+            for contact in gone:
                 self._append(contact["id"], None)
             del self._folders[user_id][folder_id]
+            self._log_folder(user_id, folder_id, None)
+        for contact in gone:
+            self._publish(user_id, contact, "deleted")
+
+    def _log_folder(self, user_id: str, folder_id: str, folder: dict | None) -> None:
+        self._seq += 1
+        self._folder_log.setdefault(user_id, []).append((self._seq, folder_id, folder))
+
+    def folders_changed(self, user_id: str, since: int, upto: int) -> list[tuple[str, bool, dict | None]]:
+        """(id, existed at `since`, the folder at `upto` or None) of each folder created or deleted in
+        (since, upto] (contactFolder delta: https://learn.microsoft.com/graph/api/contactfolder-delta)."""
+        with self.lock:
+            before: dict[str, dict | None] = {}
+            after: dict[str, dict | None] = {}
+            for seq, folder_id, folder in self._folder_log.get(user_id, []):
+                if seq <= since:
+                    before[folder_id] = folder
+                elif seq <= upto:
+                    after[folder_id] = folder
+            return [(i, before.get(i) is not None, folder) for i, folder in after.items()]
 
     # --- contacts ---------------------------------------------------------------------------------
     def _append(self, contact_id: str, record: dict | None) -> None:
@@ -103,6 +138,7 @@ class ContactStore:
             self._contacts[record["id"]] = History(user_id)
             self._by_user.setdefault(user_id, []).append(record["id"])
             self._append(record["id"], record)
+        self._publish(user_id, record, "created")
         return record
 
     def get(self, user_id: str, contact_id: str, folder_id: str | None = None) -> dict:
@@ -119,12 +155,14 @@ class ContactStore:
             record = apply_contact_write(self.get(user_id, contact_id, folder_id), body)
             record.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
             self._append(contact_id, record)
-            return record
+        self._publish(user_id, record, "updated")
+        return record
 
     def delete(self, user_id: str, contact_id: str, folder_id: str | None = None) -> None:
         with self.lock:
-            self.get(user_id, contact_id, folder_id)
+            record = self.get(user_id, contact_id, folder_id)
             self._append(contact_id, None)
+        self._publish(user_id, record, "deleted")
 
     def list(self, user_id: str, folder_id: str) -> list[dict]:
         with self.lock:

@@ -33,11 +33,15 @@ _MEETING_FIELDS = ("subject", "body", "start", "end", "isAllDay", "location", "l
 
 @dataclass(frozen=True)
 class Change:
+    """One write a subscription may hear of: an event, or (kind "Contacts", with its folder) a contact."""
+
     user_id: str
     tenant_id: str | None
     event_id: str
     change_type: ChangeType
     change_key: str
+    kind: str = "Events"
+    folder_id: str | None = None
 
 
 @dataclass

@@ -11,7 +11,9 @@ As documented:
   kept in the state tokens, `Prefer: odata.maxpagesize` sizes pages, `@odata.nextLink` ($skiptoken) until
   the `@odata.deltaLink` ($deltatoken); a contact deleted or gone from the folder since comes back as
   `{"@odata.type": "#microsoft.graph.contact", "id", "@removed": {"reason": "deleted"}}`. `/contacts/delta`
-  (the default folder, "equivalent" but undocumented: Microsoft Q&A 1634378) is served as well.
+  (the default folder, "equivalent" but undocumented: Microsoft Q&A 1634378) is served as well, and so is
+  `/contactFolders/delta` (https://learn.microsoft.com/graph/api/contactfolder-delta): folders created or
+  deleted since, the deleted as `@removed`.
 A state token the sandbox no longer knows answers 410 SyncStateNotFound with a `Location` to a fresh
 round, as calendarView/delta does; the control route that drops a user's delta tokens drops these too.
 """
@@ -35,6 +37,8 @@ from sandbox.microsoft.graph_users import mailbox_owner, select
 _DELTA_REFUSED = ("$filter", "$orderby", "$search", "$expand", "$top")
 _ALWAYS_SELECTED = ("id", "@odata.etag", "singleValueExtendedProperties")
 CONTACT_TYPE = "#microsoft.graph.contact"
+FOLDER_TYPE = "#microsoft.graph.contactFolder"
+FOLDERS = "contactFolders"  # what a contactFolders delta token tracks, in place of a folder id
 
 
 def router(sandbox, contacts: ContactStore, events: EventStore) -> APIRouter:
@@ -134,6 +138,20 @@ def router(sandbox, contacts: ContactStore, events: EventStore) -> APIRouter:
         account, _ = owner(request, user_id)
         return {**context(request, account.id, "contactFolders/$entity"), **contacts.create_folder(account.id, body)}
 
+    @api.get("/users/{user_id}/contactFolders/delta")
+    @api.get("/me/contactFolders/delta")
+    async def folders_delta(request: Request, user_id: str = "me"):
+        account, _ = owner(request, user_id)
+        since, upto, offset, token = round_bounds(request, account.id, FOLDERS)
+        groups = []
+        for folder_id, existed, folder in contacts.folders_changed(account.id, since, upto):
+            if folder is not None:
+                groups.append([{"@odata.type": FOLDER_TYPE, **select(folder, token.get("sel"))}])
+            elif existed:
+                groups.append([removed_item(folder_id, "deleted", FOLDER_TYPE)])
+        state = {"u": account.id, "f": FOLDERS, "g": events.delta_generation(account.id), "sel": token.get("sel")}
+        return delta_answer(request, groups, state, since, upto, offset, "contactFolder")
+
     @api.get("/users/{user_id}/contactFolders/{folder_ref}")
     @api.get("/me/contactFolders/{folder_ref}")
     async def get_folder(request: Request, folder_ref: str, user_id: str = "me"):
@@ -160,7 +178,8 @@ def router(sandbox, contacts: ContactStore, events: EventStore) -> APIRouter:
             )
         return token
 
-    def delta_page(request: Request, user_id: str, folder_id: str) -> JSONResponse:
+    def round_bounds(request: Request, user_id: str, folder_id: str) -> tuple[int, int, int, dict]:
+        """(since, upto, offset, token) of this delta call: a first call, a next page or a new round."""
         params = request.query_params
         refused = [p for p in _DELTA_REFUSED if p in params]
         if refused:
@@ -169,13 +188,14 @@ def router(sandbox, contacts: ContactStore, events: EventStore) -> APIRouter:
                               f"resource: '{', '.join(refused)}'.")
         if "$skiptoken" in params:
             token = read_token(request, user_id, folder_id, "$skiptoken", "U", "o")
-            since, upto, offset = token["q"], token["U"], token["o"]
-        elif "$deltatoken" in params:
+            return token["q"], token["U"], token["o"], token
+        if "$deltatoken" in params:
             token = read_token(request, user_id, folder_id, "$deltatoken")
-            since, upto, offset = token["q"], contacts.seq, 0
-        else:
-            token = {"sel": params.get("$select")}
-            since, upto, offset = 0, contacts.seq, 0
+            return token["q"], contacts.seq, 0, token
+        return 0, contacts.seq, 0, {"sel": params.get("$select")}
+
+    def delta_page(request: Request, user_id: str, folder_id: str) -> JSONResponse:
+        since, upto, offset, token = round_bounds(request, user_id, folder_id)
         groups = []
         for contact_id, was_in, now in contacts.changed_in_folder(user_id, folder_id, since, upto):
             if now is not None:

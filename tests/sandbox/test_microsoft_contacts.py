@@ -1,8 +1,11 @@
 """Graph contacts in the sandbox over plain HTTP with msal tokens: CRUD, folders, extended properties,
 paging, delta rounds with removals, 410 on a lost sync state, counters and faults."""
+import datetime as dt
+
 import httpx
 
-from tests.sandbox.microsoft_support import app_token, calls, graph, new_user
+from tests.fixtures.net import wait_for
+from tests.sandbox.microsoft_support import Receiver, app_token, calls, graph, new_user
 
 CRM_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name CrmRecordId"
 
@@ -155,3 +158,51 @@ def test_another_users_contacts_are_out_of_reach_of_a_delegated_token(sandbox):
     bob = new_user(sandbox, "bob@contoso.test", tenant_id=ann["tenant_id"])
     refused = graph(sandbox, ann["access_token"]).get(f"/users/{bob['id']}/contacts")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "ErrorAccessDenied"
+
+
+def test_contact_folders_delta_reports_created_and_deleted_folders(sandbox):
+    api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
+    kept = api.post("/me/contactFolders", json={"displayName": "CRM contacts"}).json()
+    doomed = api.post("/me/contactFolders", json={"displayName": "Old"}).json()
+    pages, delta_link = delta_round(api, "/me/contactFolders/delta")
+    assert sorted(f["displayName"] for p in pages for f in p) == ["CRM contacts", "Old"]
+    api.delete(f"/me/contactFolders/{doomed['id']}")
+    newer = api.post("/me/contactFolders", json={"displayName": "Newer"}).json()
+    changed = {f["id"]: f for p in delta_round(api, delta_link)[0] for f in p}
+    assert set(changed) == {doomed["id"], newer["id"]} and kept["id"] not in changed
+    assert changed[doomed["id"]]["@removed"] == {"reason": "deleted"}
+    assert changed[newer["id"]]["@odata.type"] == "#microsoft.graph.contactFolder"
+
+
+def test_subscriptions_on_contacts_and_on_one_folder_hear_only_their_contacts(sandbox):
+    user = new_user(sandbox, "ann@contoso.test")
+    api = graph(sandbox, user["access_token"])
+    folder_id = api.post("/me/contactFolders", json={"displayName": "CRM contacts"}).json()["id"]
+    receiver = Receiver()
+    try:
+        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=60)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for path, resource in (("/all", "me/contacts"), ("/folder", f"me/contactFolders/{folder_id}/contacts")):
+            created = api.post("/subscriptions", json={
+                "changeType": "created,updated,deleted", "notificationUrl": receiver.url(path),
+                "resource": resource, "expirationDateTime": expires, "clientState": "s"})
+            assert created.status_code == 201, created.text
+        unknown_folder = api.post("/subscriptions", json={
+            "changeType": "created", "notificationUrl": receiver.url("/x"), "resource": "me/contactFolders/nope/contacts",
+            "expirationDateTime": expires})
+        assert unknown_folder.status_code == 404
+
+        in_folder = api.post(f"/me/contactFolders/{folder_id}/contacts", json=person("Cy")).json()
+        default = api.post("/me/contacts", json=person("Di")).json()
+        api.patch(f"/me/contacts/{in_folder['id']}", json={"jobTitle": "CTO"})
+        api.post("/me/events", json={"subject": "not a contact", "start": {"dateTime": "2026-03-02T10:00:00", "timeZone": "UTC"},
+                                     "end": {"dateTime": "2026-03-02T11:00:00", "timeZone": "UTC"}})
+        wait_for(lambda: len(receiver.notifications("/all")) == 3 and len(receiver.notifications("/folder")) == 2,
+                 what="the contact notifications")
+        assert sorted((n["changeType"], n["resourceData"]["id"]) for n in receiver.notifications("/folder")) == [
+            ("created", in_folder["id"]), ("updated", in_folder["id"])]
+        assert {n["resourceData"]["id"] for n in receiver.notifications("/all")} == {in_folder["id"], default["id"]}
+        note = receiver.notifications("/all")[0]
+        assert note["resourceData"]["@odata.type"] == "#Microsoft.Graph.Contact"
+        assert note["resource"].startswith(f"Users/{user['id']}/Contacts/")
+    finally:
+        receiver.close()
