@@ -218,12 +218,15 @@ def listed_resource(event: StoredEvent) -> dict:
     return minimal
 
 
-def list_page(entry: ListEntry, query: EventQuery, select=_candidates) -> dict:
+def list_page(entry: ListEntry, query: EventQuery, select=_candidates, empty_first_page: bool = False) -> dict:
     """One page of events.list: items, then nextPageToken, or nextSyncToken on the last page."""
     calendar = entry.calendar
     snapshot = calendar.seq if query.snapshot is None else query.snapshot
-    items = select(calendar, query, snapshot)
-    end = query.page_offset + query.max_results
+    # "A page may be short or empty and still carry nextPageToken" (events.list reference, `pageToken`):
+    # with the store's `empty_first_page` on, every listing starts with such an empty page.
+    empty = empty_first_page and query.snapshot is None
+    items = [] if empty else select(calendar, query, snapshot)
+    end = query.page_offset + (0 if empty else query.max_results)
     page = {
         "kind": "calendar#events",
         "etag": f'"{snapshot}"',
@@ -235,7 +238,7 @@ def list_page(entry: ListEntry, query: EventQuery, select=_candidates) -> dict:
         "defaultReminders": DEFAULT_REMINDERS if entry.writable else [],
         "items": [listed_resource(e) for e in items[query.page_offset:end]],
     }
-    if end < len(items):
+    if end < len(items) or empty:
         page["nextPageToken"] = encode_numbers(end, snapshot)
     else:
         page["nextSyncToken"] = sync_token(calendar, snapshot)

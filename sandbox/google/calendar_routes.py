@@ -131,7 +131,8 @@ def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRoute
     async def list_events(request: Request):
         _, entry = entry_for(request)
         with store.lock:
-            return json_response(list_page(entry, parse_query(request.query_params, entry.calendar)))
+            query = parse_query(request.query_params, entry.calendar)
+            return json_response(list_page(entry, query, empty_first_page=store.empty_first_page))
 
     @route("POST", "/calendars/{calendarId}/events/watch")
     async def watch_events(request: Request):

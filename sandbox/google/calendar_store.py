@@ -102,9 +102,11 @@ class CalendarStore:
         self.sent_updates: dict[str, deque] = {}
         self._order = 0
         self._last_micros = 0
+        self.empty_first_page = False
 
     def reset(self) -> None:
         with self.lock:
+            self.empty_first_page = False  # a control setting (calendar_control.py)
             self.calendars.clear()
             self.lists.clear()
             self.sent_updates.clear()
