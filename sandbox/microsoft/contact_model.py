@@ -7,6 +7,8 @@ and https://learn.microsoft.com/graph/api/resources/contactfolder.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from sandbox.errors import graph_error
 from sandbox.microsoft.event_model import (
     bad_property,
@@ -56,7 +58,10 @@ def _address(name: str, value) -> dict:
 
 
 def _birthday(value) -> str:
+    """A DateTimeOffset, read back in UTC ("always in UTC time", contact resource, `birthday`)."""
     moment = parse_local(str(value), "birthday")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

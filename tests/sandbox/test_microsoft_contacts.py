@@ -45,8 +45,10 @@ def test_contact_crud_with_extended_property_and_graph_errors(sandbox):
     found = api.get(base, params={"$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{CRM_ID}' and ep/value eq 'crm-1')"})
     assert [c["id"] for c in found.json()["value"]] == [bob["id"]]
 
-    patched = api.patch(f"{base}/{bob['id']}", json={"jobTitle": "CFO", "businessPhones": ["+1 555 0100"]}).json()
+    patched = api.patch(f"{base}/{bob['id']}", json={"jobTitle": "CFO", "businessPhones": ["+1 555 0100"],
+                                                       "birthday": "1980-05-17T00:00:00+02:00"}).json()
     assert patched["jobTitle"] == "CFO" and patched["changeKey"] != bob["changeKey"] and patched["givenName"] == "Bob"
+    assert patched["birthday"] == "1980-05-16T22:00:00Z" and patched["businessPhones"] == ["+1 555 0100"]
     assert api.delete(f"{base}/{bob['id']}").status_code == 204
     gone = api.get(f"{base}/{bob['id']}")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "ErrorItemNotFound"
