@@ -31,6 +31,7 @@ def routers(sandbox) -> list:
         graph_users.router(sandbox),
         graph_calendars.router(sandbox),
         graph_events.router(sandbox, events),
+        graph_events.control_router(sandbox, events),
         graph_delta.router(sandbox, events),
         graph_subscriptions.router(sandbox, events, courier),
         graph_batch.router(sandbox),
