@@ -35,6 +35,7 @@ def routers(sandbox) -> list:
         graph_users.router(sandbox),
         graph_calendars.router(sandbox),
         graph_events.router(sandbox, events),
+        graph_events.control_router(sandbox, events),
         graph_delta.router(sandbox, events),
         graph_contacts.router(sandbox, contacts, events),
         graph_subscriptions.router(sandbox, events, courier, contacts),

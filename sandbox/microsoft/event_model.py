@@ -215,6 +215,7 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
         ],
         "organizer": {"emailAddress": record["organizer"]},
     }
+    out.update(record.get("_read_as") or {})  # as another client left it: see graph_events.seed_event
     if record.get("transactionId") is not None:  # returned only when an app set it
         out["transactionId"] = record["transactionId"]
     wanted = {i.lower() for i in expand_ids or []}

@@ -105,8 +105,9 @@ class EventStore:
         self._events[event_id].versions.append((self._seq, record))
 
     # --- writes ---------------------------------------------------------------------------------
-    def create(self, account, body: dict) -> tuple[dict, bool]:
-        """The new record, or the existing one and False when its transactionId was seen before."""
+    def create(self, account, body: dict, read_as: dict | None = None) -> tuple[dict, bool]:
+        """The new record, or the existing one and False when its transactionId was seen before.
+        `read_as`: properties every read answers verbatim (see event_model.render)."""
         transaction = body.get("transactionId") if isinstance(body, dict) else None
         with self.lock:
             existing_id = self._transactions.get((account.id, transaction)) if transaction else None
@@ -122,6 +123,8 @@ class EventStore:
                 iCalUId="040000008200E00074C5B7101A82E008" + uuid.uuid4().hex.upper(),
                 organizer={"name": account.display_name, "address": account.email},
             )
+            if read_as:
+                record["_read_as"] = dict(read_as)
             self._events[record["id"]] = History(account.id)
             self._by_user.setdefault(account.id, []).append(record["id"])
             if transaction:

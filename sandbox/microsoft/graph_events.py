@@ -15,7 +15,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from sandbox.errors import graph_error
@@ -28,7 +28,7 @@ from sandbox.microsoft.graph_common import (
     preferred_time_zone,
     window,
 )
-from sandbox.microsoft.graph_users import mailbox_owner, select
+from sandbox.microsoft.graph_users import find_user, mailbox_owner, select
 
 EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX = 10, 1000
 # $select narrows the properties, never what $expand asked for (OData v4: expanded navigation properties
@@ -203,5 +203,24 @@ def router(sandbox, events: EventStore) -> APIRouter:
         if next_link:
             answer["@odata.nextLink"] = next_link
         return JSONResponse(answer, headers=applied_preferences(request))
+
+    return api
+
+
+def control_router(sandbox, events: EventStore) -> APIRouter:
+    api = APIRouter(prefix="/_sandbox/microsoft", tags=["sandbox control"])
+
+    @api.post("/users/{user_id}/events", status_code=201)
+    async def seed_event(user_id: str, body: Annotated[dict, Body()]) -> dict:
+        """An event as another client left it in the mailbox: `event` is written as a POST writes it, and
+        every read then answers the properties of `read_as` verbatim. Outlook desktop, for one, stores a
+        custom time zone that Graph names "tzone://Microsoft/Custom" or "Customized Time Zone" in
+        originalStartTimeZone (microsoftgraph/microsoft-graph-docs PR 812; phw198/OutlookGoogleCalendarSync
+        issue 2148), which no client can write through Graph."""
+        account = find_user(sandbox, user_id)
+        if account is None:
+            raise HTTPException(404, f"no Microsoft sandbox user {user_id}")
+        record, _ = events.create(account, body.get("event") or {}, read_as=body.get("read_as"))
+        return event_model.render(record)
 
     return api

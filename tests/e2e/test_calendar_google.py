@@ -199,14 +199,10 @@ def test_edits_to_different_fields_on_both_sides_are_all_kept(calendar_stack):
     org, ann = connected(stack)
     record = stack.crm.create_event(org, "ann", **EVENT)
     event = one_google_event(stack, ann)
-    [worker] = stack.workers
-    worker.stop()
-    try:
+    with stack.worker_stopped():
         ann.calendar.events().patch(calendarId="primary", eventId=event["id"],
                                     body={"location": "Google room"}).execute(num_retries=RETRIES)
         stack.crm.update(org, "Events", record["id"], Event_Title="CRM title")
-    finally:
-        stack.workers[:] = [stack.start_worker()]
 
     def merged() -> bool:
         fields = crm_record(stack, org, record["id"])["fields"]

@@ -2,21 +2,14 @@
 
 Google is the provider here; the engine is the same for Microsoft.
 """
-import asyncio
-import datetime as dt
-
 import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas import CrmCommand, DeadLetter, SyncJob, SyncJobKind
-from services.common.bus import Bus
-from services.common.tokens import Grant
+from schemas import CrmCommand, DeadLetter
 from tests.e2e.test_calendar_google import EVENT, RETRIES, connected, crm_record, one_google_event
-from tests.fixtures.calendar_stack import GoogleCalendarUser
 from tests.fixtures.net import wait_for
 from tests.fixtures.topics import read_topic
-from tests.sandbox.google_clients import calendar_client, credentials_for
 from tests.support.factories import unique_org
 
 pytestmark = pytest.mark.integration
@@ -32,19 +25,34 @@ def commands_for(kafka_bootstrap: str, org: str) -> list[CrmCommand]:
             if c.org_id == org]
 
 
+def crm_event_dead_letters(kafka_bootstrap: str, org: str) -> list[DeadLetter]:
+    """The org's CRM event changes the worker could not sync, each with the reason."""
+    letters = [DeadLetter.from_bytes(r.value) for r in read_topic(kafka_bootstrap, "calendar_sync.crm_events.dlq")]
+    return [d for d in letters if org in (d.key or "")]
+
+
+def garbled_and_nowhere_are_dead_lettered_or_synced(stack, kafka_bootstrap: str, org: str, synced: set[str],
+                                                    records: tuple[dict, ...]) -> None:
+    """The CRM events titled Garbled (no date) and Nowhere (an unknown zone) are dead-lettered with the
+    reason unless synced; the CRM keeps every one of `records`."""
+    letters = wait_for(lambda: crm_event_dead_letters(kafka_bootstrap, org), 30, what="the dead letters")
+    reasons = " | ".join(d.reason for d in letters)
+    assert "Garbled" not in synced and "Start_DateTime" in reasons, reasons
+    if "Nowhere" not in synced:
+        assert "Mars/Olympus_Mons" in reasons, reasons
+    for record in records:
+        assert crm_record(stack, org, record["id"]) is not None, "the CRM keeps every record"
+
+
 def test_the_same_field_edited_on_both_sides_takes_the_later_edit_and_is_listed(calendar_stack):
     stack = calendar_stack
     org, ann = connected(stack)
     record = stack.crm.create_event(org, "ann", **EVENT)
     event = one_google_event(stack, ann)
-    [worker] = stack.workers
-    worker.stop()
-    try:
+    with stack.worker_stopped():
         ann.calendar.events().patch(calendarId="primary", eventId=event["id"],
                                     body={"summary": "Google's title"}).execute(num_retries=RETRIES)
         stack.crm.update(org, "Events", record["id"], Event_Title="CRM's later title")
-    finally:
-        stack.workers[:] = [stack.start_worker()]
     wait_for(lambda: ann.events()[0]["summary"] == "CRM's later title", 60,
              what=f"the later edit on both sides; {stack.worker_log()}")
     assert crm_record(stack, org, record["id"])["fields"]["Event_Title"] == "CRM's later title"
@@ -57,11 +65,10 @@ def test_the_same_field_edited_on_both_sides_takes_the_later_edit_and_is_listed(
 def test_a_worker_killed_after_the_provider_write_leaves_exactly_one_event_each_side(calendar_stack):
     stack = calendar_stack
     org, ann = connected(stack)
-    [worker] = stack.workers
     stack.crm.create_event(org, "ann", **EVENT)
     one_google_event(stack, ann)
-    worker.kill()  # before faust's periodic offset commit: the change is delivered again after the restart
-    stack.workers[:] = [stack.start_worker()]
+    with stack.worker_stopped(kill=True):  # before faust's periodic offset commit: delivered again after
+        pass
     stack.crm.create_event(org, "ann", **(EVENT | {"Event_Title": "Sentinel"}))
     wait_for(lambda: len(ann.events()) == 2, 90, what=f"the sentinel after the restart; {stack.worker_log()}")
     assert sorted(e["summary"] for e in ann.events()) == ["Pipeline review", "Sentinel"]
@@ -117,14 +124,15 @@ def test_the_same_meeting_on_two_users_calendars_is_one_crm_event_with_both(cale
     assert meeting["fields"]["Event_Title"] == "Kick-off"
 
 
-def users_on_every_partition(org: str, partitions: int, per_partition: int) -> list[str]:
+def users_on_every_partition(org: str, partitions: int, per_partition: int,
+                             integration: str = "google_calendar") -> list[str]:
     """User ids whose keys fill every partition, so that whichever partitions a worker gets, it has users."""
     partitioner, all_partitions = DefaultPartitioner(), list(range(partitions))
     chosen: dict[int, list[str]] = {p: [] for p in all_partitions}
     index = 0
     while any(len(users) < per_partition for users in chosen.values()):
         user = f"u{index}"
-        partition = partitioner(f"{org}:{user}:google_calendar".encode(), all_partitions, all_partitions)
+        partition = partitioner(f"{org}:{user}:{integration}".encode(), all_partitions, all_partitions)
         if len(chosen[partition]) < per_partition:
             chosen[partition].append(user)
         index += 1
@@ -133,8 +141,7 @@ def users_on_every_partition(org: str, partitions: int, per_partition: int) -> l
 
 def test_two_workers_share_the_users_and_each_event_lands_once(calendar_stack):
     stack = calendar_stack
-    second = stack.add_worker()
-    wait_for(lambda: "[^Worker]: Ready" in second.log(), 90, what=f"the second worker in the group; {second.log()}")
+    second = stack.add_joined_worker()
     org = unique_org()
     people = {}
     for user in users_on_every_partition(org, stack.settings.topic_partitions, per_partition=2):
@@ -184,21 +191,8 @@ def test_a_revoked_grant_is_auth_failed_and_sync_resumes_once_authorised_again(c
     assert "invalid_grant" in status["reason"]
 
     # The user connects again (what ingest's OAuth callback does): a new grant and a full sync job.
-    account = httpx.post(f"{stack.sandbox.http_url}/_sandbox/accounts",
-                         json={"provider": "google", "email": ann.account["email"], "client_id": "crmsync-google-app",
-                               "client_secret": "crmsync-google-secret"}).json()
-    stack._store_grant(org, "ann", "google_calendar", Grant("google", ann.account["email"], account["refresh_token"]))
-
-    async def reconnected():
-        bus = Bus(stack.settings)
-        await bus.start()
-        job = SyncJob(job_id=f"reconnect-{org}", org_id=org, user_id="ann", integration="google_calendar",
-                      kind=SyncJobKind.FULL, reason="reconnected", requested_at=dt.datetime.now(dt.timezone.utc))
-        await bus.publish("sync.jobs", job.key, job)
-        await bus.stop()
-
-    asyncio.run(reconnected())
-    ann = GoogleCalendarUser(account, calendar_client(stack.sandbox, credentials_for(stack.sandbox, account)))
+    ann = stack.connect_google(org, "ann", ann.account["email"])
+    stack.request_full_sync(org, "ann", "google_calendar")
     one_google_event(stack, ann)
     stack.wait_synced(org, "ann", "google_calendar")
 
@@ -234,17 +228,8 @@ def test_bad_crm_events_are_clamped_or_dead_lettered_and_the_worker_goes_on(cale
     [described] = [e for e in ann.events() if e["summary"] == "Big"]
     assert 0 < len(described["description"]) <= 8192
 
-    def dead_letters():
-        letters = [DeadLetter.from_bytes(r.value) for r in read_topic(kafka_bootstrap, "calendar_sync.crm_events.dlq")]
-        return [d for d in letters if org in (d.key or "")]
-
-    letters = wait_for(lambda: len(dead_letters()) >= 1 and dead_letters(), 30, what="the dead letters")
-    reasons = " | ".join(d.reason for d in letters)
-    assert "Garbled" not in titles and "Start_DateTime" in reasons, reasons
-    if "Nowhere" not in titles:
-        assert "Mars/Olympus_Mons" in reasons, reasons
-    for record in (backwards, unknown_zone, garbled, big, crowd):
-        assert crm_record(stack, org, record["id"]) is not None, "the CRM keeps every record"
+    garbled_and_nowhere_are_dead_lettered_or_synced(stack, kafka_bootstrap, org, titles,
+                                                    (backwards, unknown_zone, garbled, big, crowd))
 
 
 def test_recurring_events_go_both_ways(calendar_stack):

@@ -164,3 +164,25 @@ def test_a_meeting_lands_in_the_invitees_calendars_of_the_tenant_as_theirs_to_an
     ann_api.delete(f"/me/events/{meeting['id']}")
     cancelled = bob_api.get(f"/me/events/{copy['id']}").json()
     assert cancelled["isCancelled"] is True, "Outlook keeps a cancelled meeting until the invitee removes it"
+
+
+def test_an_event_seeded_as_another_client_left_it_reads_back_so_and_the_graph_api_still_refuses_it(sandbox):
+    ann = new_user(sandbox, "ann@contoso.test")
+    api = graph(sandbox, ann["access_token"])
+    custom = {"originalStartTimeZone": "tzone://Microsoft/Custom", "originalEndTimeZone": "tzone://Microsoft/Custom"}
+    refused = api.post("/me/events", json=event_body("By hand", **custom) | {
+        "start": {"dateTime": "2026-03-02T10:00:00", "timeZone": "tzone://Microsoft/Custom"}})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "TimeZoneNotSupportedException"
+
+    seeded = httpx.post(f"{sandbox.http_url}/_sandbox/microsoft/users/{ann['id']}/events",
+                        json={"event": event_body("Outlook desktop"), "read_as": custom})
+    assert seeded.status_code == 201, seeded.text
+    read = api.get(f"/me/events/{seeded.json()['id']}").json()
+    assert (read["originalStartTimeZone"], read["originalEndTimeZone"], read["subject"]) == (
+        "tzone://Microsoft/Custom", "tzone://Microsoft/Custom", "Outlook desktop")
+    assert read["start"] == {"dateTime": "2026-03-02T10:00:00.0000000", "timeZone": "UTC"}
+    bad = httpx.post(f"{sandbox.http_url}/_sandbox/microsoft/users/{ann['id']}/events",
+                     json={"event": {"subject": "No times"}})
+    assert bad.status_code == 400, "what is stored is still a valid event"
+    unknown = httpx.post(f"{sandbox.http_url}/_sandbox/microsoft/users/nobody@contoso.test/events", json={})
+    assert unknown.status_code == 404

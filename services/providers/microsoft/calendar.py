@@ -202,6 +202,9 @@ class GraphCalendarProvider:
             log.warning("outlook event not mappable: skipped", mailbox=self.mailbox, event_id=raw.get("id"),
                         reason=str(exc))
             return None
+        if mapped.problems:  # recovered (clamped, kept in UTC...), but the user's data was wrong: say so
+            log.warning("outlook event mapped with problems", mailbox=self.mailbox, event_id=raw.get("id"),
+                        problems=list(mapped.problems))
         return ProviderEvent(
             provider_id=raw["id"],
             event=mapped.event,
@@ -280,6 +283,9 @@ class GraphCalendarProvider:
         if event.attendees and not self.invite_attendees:
             unmapped.append(f"attendees: {len(event.attendees)} participants kept in the CRM only: writing "
                             "them to Outlook would send invitations")
+        if unmapped:  # what Outlook does not hold of the CRM's event: the user is told, not left to find out
+            log.info("crm event written to outlook without some fields", mailbox=self.mailbox,
+                        record_id=crm_record_id, unmapped=unmapped)
         try:
             written = mapping.graph_to_canonical(answer.body)
         except mapping.InvalidEvent as exc:  # written but not readable back: the engine keeps what it sent
