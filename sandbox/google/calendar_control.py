@@ -19,9 +19,13 @@ from sandbox.state import Account
 
 class NewCalendar(BaseModel):
     summary: str = "Sandbox calendar"
-    access_role: Literal["freeBusyReader", "reader", "writer", "owner"] = "owner"
+    access_role: Literal["freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner"] = "owner"
     time_zone: str = "UTC"
     id: str | None = Field(None, description="share an existing calendar (by id) instead of creating one")
+
+
+class CalendarSettings(BaseModel):
+    empty_first_page: bool = False
 
 
 def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRouter:
@@ -60,6 +64,13 @@ def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRoute
         google_account(account_id)
         with store.lock:
             return list(store.sent_updates.get(account_id, ()))
+
+    @api.patch("/settings")
+    def settings(body: CalendarSettings) -> dict:
+        """`empty_first_page`: every events.list listing starts with an empty page that carries a
+        nextPageToken, which Google may send; /_sandbox/reset turns it off."""
+        store.empty_first_page = body.empty_first_page
+        return body.model_dump()
 
     @api.get("/channels")
     def list_channels() -> list[dict]:

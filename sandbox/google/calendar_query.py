@@ -7,13 +7,19 @@ made while the pages were read.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sandbox.errors import google_error
 from sandbox.google.calendar_events import format_instant_ms, invalid, parse_timestamp
+from sandbox.google.calendar_paging import (
+    decode_numbers,
+    decode_page_token,
+    encode_numbers,
+    flag,
+    full_sync_required,
+    page_size,
+)
 from sandbox.google.calendar_store import Calendar, ListEntry, StoredEvent, instance_of
 
 DEFAULT_PAGE_SIZE = 250
@@ -25,13 +31,6 @@ NOT_WITH_SYNC_TOKEN = (
     "updatedMin",
 )
 DEFAULT_REMINDERS = [{"method": "popup", "minutes": 30}]
-
-
-def full_sync_required():
-    return google_error(
-        410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required.",
-        location="syncToken",
-    )
 
 
 @dataclass
@@ -54,15 +53,6 @@ class EventQuery:
     shared_filters: list[tuple[str, str]] | None = None
 
 
-def _flag(params, name: str) -> bool:
-    value = params.get(name)
-    if value is None:
-        return False
-    if value not in ("true", "false"):
-        raise invalid(f"Invalid value for: {name}", name)
-    return value == "true"
-
-
 def _property_filters(params, name: str) -> list[tuple[str, str]] | None:
     values = params.getlist(name)
     if not values:
@@ -79,17 +69,9 @@ def _property_filters(params, name: str) -> list[tuple[str, str]] | None:
 def parse_query(params, calendar: Calendar) -> EventQuery:
     """Check the parameters as the API does before any listing is done."""
     query = EventQuery()
-    if params.get("maxResults") is not None:
-        try:
-            query.max_results = int(params["maxResults"])
-        except ValueError:
-            raise invalid("Invalid value for: maxResults", "maxResults") from None
-        if query.max_results < 1:
-            raise invalid(f"Invalid value '{query.max_results}'. Values must be within the range: [1, 2500]",
-                          "maxResults")
-        query.max_results = min(query.max_results, MAX_PAGE_SIZE)
-    query.single_events = _flag(params, "singleEvents")
-    query.show_deleted = _flag(params, "showDeleted")
+    query.max_results = page_size(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    query.single_events = bool(flag(params, "singleEvents"))
+    query.show_deleted = bool(flag(params, "showDeleted"))
     sync_token = params.get("syncToken")
     if sync_token is not None:
         for name in NOT_WITH_SYNC_TOKEN:
@@ -126,35 +108,16 @@ def _snake(name: str) -> str:
     return {"timeMin": "time_min", "timeMax": "time_max", "updatedMin": "updated_min"}[name]
 
 
-# --- tokens (opaque to clients) ----------------------------------------------------------------------
-def _encode(*numbers: int) -> str:
-    return base64.urlsafe_b64encode(".".join(map(str, numbers)).encode()).decode().rstrip("=")
-
-
-def _decode(token: str, count: int) -> list[int] | None:
-    try:
-        numbers = [int(n) for n in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(".")]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-    return numbers if len(numbers) == count and min(numbers) >= 0 else None
-
-
+# --- tokens (opaque to clients: calendar_tokens.py) ---------------------------------------------------
 def sync_token(calendar: Calendar, snapshot: int) -> str:
-    return _encode(calendar.generation, snapshot)
+    return encode_numbers(calendar.generation, snapshot)
 
 
 def decode_sync_token(token: str, calendar: Calendar) -> int:
-    numbers = _decode(token, 2)
+    numbers = decode_numbers(token, 2)
     if numbers is None or numbers[0] != calendar.generation or numbers[1] > calendar.seq:
         raise full_sync_required()
     return numbers[1]
-
-
-def decode_page_token(token: str) -> tuple[int, int]:
-    numbers = _decode(token, 2)
-    if numbers is None:
-        raise invalid("Invalid page token.", "pageToken")
-    return numbers[0], numbers[1]
 
 
 # --- matching ----------------------------------------------------------------------------------------
@@ -255,12 +218,15 @@ def listed_resource(event: StoredEvent) -> dict:
     return minimal
 
 
-def list_page(entry: ListEntry, query: EventQuery, select=_candidates) -> dict:
+def list_page(entry: ListEntry, query: EventQuery, select=_candidates, empty_first_page: bool = False) -> dict:
     """One page of events.list: items, then nextPageToken, or nextSyncToken on the last page."""
     calendar = entry.calendar
     snapshot = calendar.seq if query.snapshot is None else query.snapshot
-    items = select(calendar, query, snapshot)
-    end = query.page_offset + query.max_results
+    # "A page may be short or empty and still carry nextPageToken" (events.list reference, `pageToken`):
+    # with the store's `empty_first_page` on, every listing starts with such an empty page.
+    empty = empty_first_page and query.snapshot is None
+    items = [] if empty else select(calendar, query, snapshot)
+    end = query.page_offset + (0 if empty else query.max_results)
     page = {
         "kind": "calendar#events",
         "etag": f'"{snapshot}"',
@@ -272,8 +238,8 @@ def list_page(entry: ListEntry, query: EventQuery, select=_candidates) -> dict:
         "defaultReminders": DEFAULT_REMINDERS if entry.writable else [],
         "items": [listed_resource(e) for e in items[query.page_offset:end]],
     }
-    if end < len(items):
-        page["nextPageToken"] = _encode(end, snapshot)
+    if end < len(items) or empty:
+        page["nextPageToken"] = encode_numbers(end, snapshot)
     else:
         page["nextSyncToken"] = sync_token(calendar, snapshot)
     return page

@@ -14,15 +14,14 @@ from fastapi import APIRouter, Request, Response
 
 from sandbox.errors import google_error
 from sandbox.google.auth import google_account
-from sandbox.google.calendar_events import invalid
+from sandbox.google.calendar_list import entry_fields, parse_list_query
+from sandbox.google.calendar_list import list_page as list_calendar_page
 from sandbox.google.calendar_query import list_instances, list_page, parse_query
-from sandbox.google.calendar_store import ROLES, CalendarStore, ListEntry
+from sandbox.google.calendar_store import CalendarStore, ListEntry
 from sandbox.google.channels import ChannelRegistry
 
 PREFIX = "/calendar/v3"
 JSON_TYPE = "application/json; charset=UTF-8"
-CALENDAR_LIST_PAGE = 100
-CALENDAR_LIST_MAX_PAGE = 250
 
 
 def json_response(body, status: int = 200) -> Response:
@@ -57,9 +56,26 @@ def calendar_list_entry(entry: ListEntry) -> dict:
         "defaultReminders": [{"method": "popup", "minutes": 30}] if entry.writable else [],
         "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
     }
+    if entry.state is not None:
+        body.update(entry_fields(entry.state))
     if entry.primary:
         body["primary"] = True
     return body
+
+
+def conditional_get(request: Request, resource: dict) -> Response:
+    """A read that honours `If-None-Match`: 304 Not Modified with no body when the client holds the current
+    etag, the resource otherwise ("conditional retrieval",
+    https://developers.google.com/calendar/api/guides/version-resources). The etag also goes out as the
+    `ETag` header, as Google's JSON APIs send it, so an HTTP cache can revalidate by itself."""
+    etag = resource["etag"]
+    held = request.headers.get("if-none-match")
+    if held is not None and etag in (tag.strip() for tag in held.split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
+    response = json_response(resource)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, max-age=0, must-revalidate, no-transform"
+    return response
 
 
 def calendar_resource(entry: ListEntry) -> dict:
@@ -115,7 +131,8 @@ def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRoute
     async def list_events(request: Request):
         _, entry = entry_for(request)
         with store.lock:
-            return json_response(list_page(entry, parse_query(request.query_params, entry.calendar)))
+            query = parse_query(request.query_params, entry.calendar)
+            return json_response(list_page(entry, query, empty_first_page=store.empty_first_page))
 
     @route("POST", "/calendars/{calendarId}/events/watch")
     async def watch_events(request: Request):
@@ -129,7 +146,7 @@ def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRoute
     @route("GET", "/calendars/{calendarId}/events/{eventId}")
     async def get_event(request: Request):
         _, entry = entry_for(request)
-        return json_response(store.get_event(entry.calendar, request.path_params["eventId"]).resource)
+        return conditional_get(request, store.get_event(entry.calendar, request.path_params["eventId"]).resource)
 
     @route("GET", "/calendars/{calendarId}/events/{eventId}/instances")
     async def event_instances(request: Request):
@@ -167,28 +184,57 @@ def router(sandbox, store: CalendarStore, channels: ChannelRegistry) -> APIRoute
 
     @route("GET", "/users/me/calendarList")
     async def list_calendars(request: Request):
-        params = request.query_params
         account = google_account(sandbox, request)
-        least = params.get("minAccessRole")
-        if least is not None and least not in ROLES[1:]:
-            raise invalid("Invalid value for: minAccessRole", "minAccessRole")
-        entries = [e for e in store.calendar_list(account)
-                   if least is None or ROLES.index(e.access_role) >= ROLES.index(least)]
-        size = min(int(params.get("maxResults", CALENDAR_LIST_PAGE)), CALENDAR_LIST_MAX_PAGE)
-        offset = int(params.get("pageToken", "0") or 0)
-        body = {"kind": "calendar#calendarList", "etag": '"sandbox"',
-                "items": [calendar_list_entry(e) for e in entries[offset:offset + size]]}
-        if offset + size < len(entries):
-            body["nextPageToken"] = str(offset + size)
-        return json_response(body)
+        with store.lock:
+            account_list = store.account_list(account)
+            query = parse_list_query(request.query_params, account_list)
+            return json_response(list_calendar_page(
+                account_list, query, lambda key: calendar_list_entry(store.list_entry(account, key))))
+
+    @route("POST", "/users/me/calendarList")
+    async def insert_calendar_list_entry(request: Request):
+        body = await json_body(request)
+        if not body.get("id"):
+            raise google_error(400, "required", "Required", location="id")
+        entry = store.restore_entry(google_account(sandbox, request), body["id"], body)
+        return json_response(calendar_list_entry(entry))
 
     @route("GET", "/users/me/calendarList/{calendarId}")
     async def get_calendar_list_entry(request: Request):
-        return json_response(calendar_list_entry(entry_for(request)[1]))
+        return conditional_get(request, calendar_list_entry(entry_for(request)[1]))
+
+    async def write_calendar_list_entry(request: Request, patch: bool):
+        account = google_account(sandbox, request)
+        body = await json_body(request)
+        entry = store.write_entry(account, request.path_params["calendarId"], body, patch)
+        return json_response(calendar_list_entry(entry))
+
+    @route("PATCH", "/users/me/calendarList/{calendarId}")
+    async def patch_calendar_list_entry(request: Request):
+        return await write_calendar_list_entry(request, patch=True)
+
+    @route("PUT", "/users/me/calendarList/{calendarId}")
+    async def update_calendar_list_entry(request: Request):
+        return await write_calendar_list_entry(request, patch=False)
+
+    @route("DELETE", "/users/me/calendarList/{calendarId}")
+    async def delete_calendar_list_entry(request: Request):
+        store.remove_entry(google_account(sandbox, request), request.path_params["calendarId"])
+        return Response(status_code=204)
+
+    @route("POST", "/calendars")
+    async def insert_calendar(request: Request):
+        entry = store.create_calendar(google_account(sandbox, request), await json_body(request))
+        return json_response(calendar_resource(entry))
 
     @route("GET", "/calendars/{calendarId}")
     async def get_calendar(request: Request):
-        return json_response(calendar_resource(entry_for(request)[1]))
+        return conditional_get(request, calendar_resource(entry_for(request)[1]))
+
+    @route("DELETE", "/calendars/{calendarId}")
+    async def delete_calendar(request: Request):
+        store.delete_calendar(google_account(sandbox, request), request.path_params["calendarId"])
+        return Response(status_code=204)
 
     @route("POST", "/channels/stop")
     async def stop_channel(request: Request):

@@ -24,12 +24,13 @@ from sandbox.google.calendar_events import (
     format_instant_ms,
     invalid,
     merge_patch,
+    zone,
 )
+from sandbox.google.calendar_list import ROLES, AccountList, EntryState, apply_entry_write
 from sandbox.google.recurrence import Recurrence, instance_id, original_from_stamp, split_instance_id
 from sandbox.state import Account
 
-ROLES = ("none", "freeBusyReader", "reader", "writer", "owner")
-WRITE_ROLES = frozenset({"writer", "owner"})
+WRITE_ROLES = frozenset({"writerWithoutPrivateAccess", "writer", "owner"})
 SEND_UPDATES = frozenset({"all", "externalOnly", "none"})
 # Changes to these make a new revision of the event (RFC 5545 section 3.8.7.4, SEQUENCE).
 SIGNIFICANT_FIELDS = ("start", "end", "recurrence", "status")
@@ -86,6 +87,7 @@ class ListEntry:
     calendar: Calendar
     access_role: str
     primary: bool
+    state: EntryState | None = None  # the account's own settings for the calendar (calendar list views)
 
     @property
     def writable(self) -> bool:
@@ -96,13 +98,15 @@ class CalendarStore:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.calendars: dict[str, Calendar] = {}
-        self.lists: dict[str, dict[str, str]] = {}  # account id -> calendar key -> access role
+        self.lists: dict[str, AccountList] = {}  # account id -> its calendar list
         self.sent_updates: dict[str, deque] = {}
         self._order = 0
         self._last_micros = 0
+        self.empty_first_page = False
 
     def reset(self) -> None:
         with self.lock:
+            self.empty_first_page = False  # a control setting (calendar_control.py)
             self.calendars.clear()
             self.lists.clear()
             self.sent_updates.clear()
@@ -113,32 +117,37 @@ class CalendarStore:
         return self._last_micros
 
     # --- calendars and the calendar list ------------------------------------------------------------
-    def _account_list(self, account: Account) -> dict[str, str]:
+    def account_list(self, account: Account) -> AccountList:
         """The account's calendar list; its primary calendar (id = its address) exists from the start."""
-        entries = self.lists.get(account.id)
-        if entries is None:
+        found = self.lists.get(account.id)
+        if found is None:
             key = account.email.lower()
             self.calendars.setdefault(key, Calendar(account.email, account.email, "UTC"))
-            entries = self.lists[account.id] = {key: "owner"}
-        return entries
+            found = self.lists[account.id] = AccountList()
+            found.entries[key] = EntryState("owner")
+            found.touch(found.entries[key], self._now_micros())
+        return found
+
+    def _entry(self, account: Account, key: str, state: EntryState) -> ListEntry:
+        return ListEntry(self.calendars[key], state.role, key == account.email.lower(), state)
 
     def entry(self, account: Account, calendar_id: str, write: bool = False) -> ListEntry:
         """The calendar as this account sees it; `primary` is the account's own calendar."""
         with self.lock:
-            entries = self._account_list(account)
+            entries = self.account_list(account).entries
             key = account.email.lower() if calendar_id == "primary" else calendar_id.lower()
-            role = entries.get(key)
-            if role is None or role == "none":
+            state = entries.get(key)
+            if state is None or state.role == "none" or state.deleted:
                 raise not_found()
-            entry = ListEntry(self.calendars[key], role, key == account.email.lower())
+            entry = self._entry(account, key, state)
         if write and not entry.writable:
             raise google_error(403, "requiredAccessLevel", "You need to have writer access to this calendar.")
         return entry
 
-    def calendar_list(self, account: Account) -> list[ListEntry]:
+    def list_entry(self, account: Account, key: str) -> ListEntry:
+        """An entry of the account's list by calendar key, deleted ones included (listing with showDeleted)."""
         with self.lock:
-            primary = account.email.lower()
-            return [ListEntry(self.calendars[k], r, k == primary) for k, r in self._account_list(account).items()]
+            return self._entry(account, key, self.account_list(account).entries[key])
 
     def add_calendar(
         self, account: Account, summary: str, access_role: str, time_zone: str, calendar_id: str | None
@@ -148,17 +157,88 @@ class CalendarStore:
             raise ValueError(f"access role must be one of {ROLES[1:]}")
         with self.lock:
             calendar_id = calendar_id or f"{secrets.token_hex(16)}@group.calendar.google.com"
-            calendar = self.calendars.setdefault(calendar_id.lower(), Calendar(calendar_id, summary, time_zone))
-            self._account_list(account)[calendar_id.lower()] = access_role
-            return ListEntry(calendar, access_role, False)
+            key = calendar_id.lower()
+            calendar = self.calendars.setdefault(key, Calendar(calendar_id, summary, time_zone))
+            account_list = self.account_list(account)
+            state = account_list.entries.get(key)
+            if state is None or state.deleted:
+                state = account_list.entries[key] = EntryState(access_role)
+            state.role = access_role
+            account_list.touch(state, self._now_micros())
+            return ListEntry(calendar, access_role, False, state)
+
+    def restore_entry(self, account: Account, calendar_id: str, body: dict) -> ListEntry:
+        """calendarList.insert: put back a calendar the account has access to (a removed entry)."""
+        with self.lock:
+            key = str(calendar_id).lower()
+            account_list = self.account_list(account)
+            state = account_list.entries.get(key)
+            if state is None or state.role == "none":
+                raise not_found()
+            state.deleted = False
+            state.settings = apply_entry_write(EntryState(state.role), body, patch=True)
+            account_list.touch(state, self._now_micros())
+            return self._entry(account, key, state)
+
+    def write_entry(self, account: Account, calendar_id: str, body: dict, patch: bool) -> ListEntry:
+        """calendarList.patch/update: the account's own settings for the calendar."""
+        with self.lock:
+            entry = self.entry(account, calendar_id)
+            account_list = self.account_list(account)
+            state = account_list.entries[entry.calendar.id.lower()]
+            state.settings = apply_entry_write(state, body, patch)
+            account_list.touch(state, self._now_micros())
+            return self._entry(account, entry.calendar.id.lower(), state)
+
+    def remove_entry(self, account: Account, calendar_id: str) -> None:
+        """calendarList.delete: the calendar leaves this account's list (it shows as deleted in a sync)."""
+        with self.lock:
+            entry = self.entry(account, calendar_id)
+            if entry.primary:
+                # Sandbox wording: Google refuses to remove the primary calendar from its own list.
+                raise invalid("The primary calendar cannot be removed from the calendar list.", "calendarId")
+            self._mark_removed(self.account_list(account), entry.calendar.id.lower())
+
+    def _mark_removed(self, account_list: AccountList, key: str) -> None:
+        state = account_list.entries[key]
+        state.deleted = True
+        account_list.touch(state, self._now_micros())
+
+    def create_calendar(self, account: Account, body: dict) -> ListEntry:
+        """calendars.insert: a new secondary calendar the account owns."""
+        if not isinstance(body, dict) or not body.get("summary"):
+            raise invalid("Missing title.", "summary", reason="required")
+        time_zone = body.get("timeZone") or "UTC"
+        if zone(time_zone) is None:
+            raise invalid("Invalid time zone.", "timeZone")
+        entry = self.add_calendar(account, str(body["summary"]), "owner", time_zone, None)
+        entry.calendar.description = str(body.get("description") or "")
+        return entry
+
+    def delete_calendar(self, account: Account, calendar_id: str) -> None:
+        """calendars.delete: an owned secondary calendar is gone, from every list that held it."""
+        with self.lock:
+            entry = self.entry(account, calendar_id)
+            if entry.primary:
+                # https://developers.google.com/calendar/api/v3/reference/calendars/delete: "Use
+                # calendars.clear for clearing all events on primary calendars instead."
+                # The reason Google gives is not documented: the sandbox answers a plain 400 `invalid`.
+                raise invalid("The primary calendar cannot be deleted; clear it instead.", "calendarId")
+            if entry.access_role != "owner":
+                raise google_error(403, "forbidden", "Forbidden")
+            key = entry.calendar.id.lower()
+            for account_list in self.lists.values():
+                if key in account_list.entries and not account_list.entries[key].deleted:
+                    self._mark_removed(account_list, key)
 
     def invalidate_sync_tokens(self, account: Account) -> int:
-        """Every sync token issued for the account's calendars answers 410 from now on."""
+        """Every sync token issued for the account's calendars and calendar list answers 410 from now on."""
         with self.lock:
-            keys = list(self._account_list(account))
-            for key in keys:
+            account_list = self.account_list(account)
+            account_list.generation += 1
+            for key in account_list.entries:
                 self.calendars[key].generation += 1
-            return len(keys)
+            return len(account_list.entries)
 
     # --- sendUpdates log ------------------------------------------------------------------------------
     def record_send_updates(self, account: Account, method: str, calendar: Calendar, event_id: str, value):

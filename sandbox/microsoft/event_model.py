@@ -39,6 +39,13 @@ def bad_property(message: str):
     return graph_error(400, "RequestBodyRead", message)
 
 
+def unknown_property(type_name: str, name: str):
+    return bad_property(
+        f"The property '{name}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to only use "
+        "property names that are defined by the type or mark the type as open type."
+    )
+
+
 def _validation_failure():
     # What Outlook answers for an all-day event whose start or end is not at midnight.
     return graph_error(400, "ErrorPropertyValidationFailure", "At least one property failed validation.")
@@ -86,7 +93,7 @@ def _attendees(value) -> list:
     return checked
 
 
-def _extended(current: dict, value) -> dict:
+def extended_properties(current: dict, value) -> dict:
     merged = dict(current)
     for item in value if isinstance(value, list) else [None]:
         prop_id = (item or {}).get("id")
@@ -96,14 +103,19 @@ def _extended(current: dict, value) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def apply_write(current: dict | None, body: dict) -> dict:
-    """The writable part of a record after a POST (current None) or a PATCH; 400 on what Graph refuses."""
+def start_write(current: dict | None, body, read_only: frozenset | set) -> tuple[dict, list[tuple[str, object]]]:
+    """The record a POST (current None) or PATCH writes into, and the body's properties it writes: annotations
+    and server-set properties a client echoes back are ignored, as Graph does."""
     if not isinstance(body, dict):
         raise bad_property("The request body must be a JSON object.")
-    record = dict(current or {})
-    for name, value in body.items():
-        if name.startswith("@odata.") or name in _READ_ONLY:
-            continue
+    writes = [(n, v) for n, v in body.items() if not n.startswith("@odata.") and n not in read_only]
+    return dict(current or {}), writes
+
+
+def apply_write(current: dict | None, body: dict) -> dict:
+    """The writable part of a record after a POST (current None) or a PATCH; 400 on what Graph refuses."""
+    record, writes = start_write(current, body, _READ_ONLY)
+    for name, value in writes:
         if name in _PASSTHROUGH:
             if value is not None and not isinstance(value, _PASSTHROUGH[name]):
                 raise bad_property(f"Invalid value for property '{name}'.")
@@ -124,12 +136,9 @@ def apply_write(current: dict | None, body: dict) -> dict:
                 raise graph_error(400, "ErrorInvalidRequest", "The transactionId of an event can't be changed.")
             record["transactionId"] = value
         elif name == "singleValueExtendedProperties":
-            record["_extended"] = _extended(record.get("_extended", {}), value)
+            record["_extended"] = extended_properties(record.get("_extended", {}), value)
         else:
-            raise bad_property(
-                f"The property '{name}' does not exist on type 'microsoft.graph.event'. Make sure to only use "
-                "property names that are defined by the type or mark the type as open type."
-            )
+            raise unknown_property("event", name)
     _check_times(record)
     return record
 
@@ -148,11 +157,22 @@ def _check_times(record: dict) -> None:
             raise _validation_failure()
 
 
-def _render_time(value: dict, all_day: bool, tz_name: str) -> dict:
+def render_time(value: dict, all_day: bool, tz_name: str) -> dict:
     if all_day:  # all-day events are floating days: midnight wherever they are read
         return {"dateTime": parse_local(value["dateTime"], "").strftime(GRAPH_DATETIME), "timeZone": tz_name}
     moment = aware(value).astimezone(zone(tz_name))
     return {"dateTime": moment.strftime(GRAPH_DATETIME), "timeZone": tz_name}
+
+
+def item_header(record: dict) -> dict:
+    """What every Outlook item (event, contact) starts with: its etag (from the changeKey), id and stamps."""
+    return {
+        "@odata.etag": f'W/"{record["changeKey"]}"',
+        "id": record["id"],
+        "createdDateTime": record["createdDateTime"],
+        "lastModifiedDateTime": record["lastModifiedDateTime"],
+        "changeKey": record["changeKey"],
+    }
 
 
 def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None = None) -> dict:
@@ -160,11 +180,7 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
     all_day = bool(record.get("isAllDay"))
     content = record.get("body", {}).get("content", "")
     out = {
-        "@odata.etag": f'W/"{record["changeKey"]}"',
-        "id": record["id"],
-        "createdDateTime": record["createdDateTime"],
-        "lastModifiedDateTime": record["lastModifiedDateTime"],
-        "changeKey": record["changeKey"],
+        **item_header(record),
         "categories": record.get("categories", []),
         "originalStartTimeZone": record["start"]["timeZone"],
         "originalEndTimeZone": record["end"]["timeZone"],
@@ -190,8 +206,8 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
         "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"}
         if record.get("isOrganizer", True) else {"time": "0001-01-01T00:00:00Z", **record.get("responseStatus", {})},
         "body": record.get("body", {"contentType": "text", "content": ""}),
-        "start": _render_time(record["start"], all_day, tz_name),
-        "end": _render_time(record["end"], all_day, tz_name),
+        "start": render_time(record["start"], all_day, tz_name),
+        "end": render_time(record["end"], all_day, tz_name),
         "location": record.get("location") or {"displayName": "", "locationType": "default"},
         "locations": record.get("locations", []),
         "attendees": [
@@ -206,33 +222,4 @@ def render(record: dict, *, tz_name: str = "UTC", expand_ids: list[str] | None =
     matches = [{"id": k, "value": v} for k, v in record.get("_extended", {}).items() if k.lower() in wanted]
     if matches:
         out["singleValueExtendedProperties"] = matches
-    return out
-
-
-def instances(record: dict, window_start: dt.datetime, window_end: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """(id, start, end) of each instance of the event overlapping the window: the event itself, or occurrences."""
-    start, end = aware(record["start"]), aware(record["end"])
-    starts = recurrences.starts_in_window(record.get("recurrence"), start, end - start, window_start, window_end)
-    if not record.get("recurrence"):
-        return [(record["id"], start, end)] if starts else []
-    return [(f"{record['id']}_{s.strftime('%Y%m%dT%H%M%S')}", s, s + (end - start)) for s in starts]
-
-
-def render_instance(record: dict, instance: tuple[str, dt.datetime, dt.datetime], *, tz_name: str = "UTC") -> dict:
-    """One instance as calendarView returns it: the series' data at the occurrence's own times."""
-    out = render(record, tz_name=tz_name)
-    instance_id, start, end = instance
-    if instance_id == record["id"]:
-        return out
-    local = {"timeZone": record["start"]["timeZone"]}
-    occurrence = dict(record, start=dict(local, dateTime=start.strftime(GRAPH_DATETIME)),
-                      end=dict(local, dateTime=end.strftime(GRAPH_DATETIME)))
-    out.update(
-        id=instance_id,
-        type="occurrence",
-        seriesMasterId=record["id"],
-        recurrence=None,
-        start=_render_time(occurrence["start"], bool(record.get("isAllDay")), tz_name),
-        end=_render_time(occurrence["end"], bool(record.get("isAllDay")), tz_name),
-    )
     return out

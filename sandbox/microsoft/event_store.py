@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sandbox.errors import graph_error
-from sandbox.microsoft import event_model
+from sandbox.microsoft import event_model, series
 
 ChangeType = Literal["created", "updated", "deleted"]
 # What an invitee's copy of a meeting takes from the organiser's event.
@@ -33,15 +33,19 @@ _MEETING_FIELDS = ("subject", "body", "start", "end", "isAllDay", "location", "l
 
 @dataclass(frozen=True)
 class Change:
+    """One write a subscription may hear of: an event, or (kind "Contacts", with its folder) a contact."""
+
     user_id: str
     tenant_id: str | None
     event_id: str
     change_type: ChangeType
     change_key: str
+    kind: str = "Events"
+    folder_id: str | None = None
 
 
 @dataclass
-class _History:
+class History:
     user_id: str
     versions: list[tuple[int, dict | None]] = field(default_factory=list)
 
@@ -59,7 +63,7 @@ class _History:
         return state
 
 
-def _now() -> str:
+def now_stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
@@ -83,7 +87,7 @@ class EventStore:
     def reset(self) -> None:
         with self.lock:
             self._seq = 0
-            self._events: dict[str, _History] = {}
+            self._events: dict[str, History] = {}
             self._by_user: dict[str, list[str]] = {}
             self._transactions: dict[tuple[str, str], str] = {}
             self._delta_generation: dict[str, int] = {}
@@ -110,7 +114,7 @@ class EventStore:
             if existing_id and self._events[existing_id].current is not None:
                 return self._events[existing_id].current, False
             record = event_model.apply_write(None, body)
-            stamp = _now()
+            stamp = now_stamp()
             record.update(
                 id=_new_event_id(),
                 createdDateTime=stamp,
@@ -121,7 +125,7 @@ class EventStore:
             )
             if read_as:
                 record["_read_as"] = dict(read_as)
-            self._events[record["id"]] = _History(account.id)
+            self._events[record["id"]] = History(account.id)
             self._by_user.setdefault(account.id, []).append(record["id"])
             if transaction:
                 self._transactions[(account.id, transaction)] = record["id"]
@@ -136,7 +140,7 @@ class EventStore:
         with self.lock:
             current = self.get(account.id, event_id)
             record = event_model.apply_write(current, body)
-            record.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18))
+            record.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
             self._append(event_id, record)
             changes = [Change(account.id, account.tenant_id, event_id, "updated", record["changeKey"])]
             if record.get("isOrganizer", True):
@@ -155,6 +159,70 @@ class EventStore:
                 self._copies.pop(event_id, None)
         for change in changes:
             self._publish(change)
+
+    # --- occurrences of a series (series.py) ------------------------------------------------------
+    def occurrence(self, user_id: str, event_id: str) -> tuple[dict, series.Instance] | None:
+        """The master and the instance an occurrence or exception id names; None for any other id, 404 for
+        an occurrence id of the user's series that is cancelled or not one of its dates."""
+        parts = series.split_occurrence_id(event_id)
+        if parts is None:
+            return None
+        with self.lock:
+            history = self._events.get(parts[0])
+            master = history.current if history is not None and history.user_id == user_id else None
+            if master is None or not master.get("recurrence"):
+                return None
+            stamp = parts[1]
+            original = series.original_start(master, stamp)
+            if original is None or stamp in master.get("_cancelled", ()):
+                raise _not_found()
+            if stamp in master.get("_exceptions", {}):
+                exception = master["_exceptions"][stamp]
+                instance = series.Instance(event_id, event_model.aware(exception["start"]),
+                                           event_model.aware(exception["end"]), "exception", stamp)
+            else:
+                record = series.occurrence_record(master, stamp)
+                instance = series.Instance(event_id, event_model.aware(record["start"]),
+                                           event_model.aware(record["end"]), "occurrence", stamp)
+            return master, instance
+
+    def _rewrite_master(self, account, master: dict, exceptions: dict, cancelled: list) -> dict:
+        """A new version of the master holding the series' exceptions and cancellations: the master is the
+        item that changed (its changeKey moves, delta and change notifications name it)."""
+        record = dict(master, _exceptions=exceptions, _cancelled=cancelled, lastModifiedDateTime=now_stamp(),
+                      changeKey=secrets.token_urlsafe(18))
+        self._append(master["id"], record)
+        return record
+
+    def write_occurrence(self, account, event_id: str, body: dict) -> tuple[dict, series.Instance]:
+        """PATCH of an occurrence: it becomes (or stays) an exception with the same id."""
+        if isinstance(body, dict) and body.get("recurrence") is not None:
+            raise graph_error(400, "ErrorInvalidRequest", "The recurrence of an occurrence or exception can't be set.")
+        with self.lock:
+            master, instance = self.occurrence(account.id, event_id) or (None, None)
+            if master is None:
+                raise _not_found()
+            exception = event_model.apply_write(series.instance_record(master, instance), body)
+            exception.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
+            exception.setdefault("createdDateTime", exception["lastModifiedDateTime"])
+            exceptions = dict(master.get("_exceptions", {}), **{instance.stamp: exception})
+            master = self._rewrite_master(account, master, exceptions, list(master.get("_cancelled", ())))
+            kept = series.Instance(event_id, event_model.aware(exception["start"]), event_model.aware(exception["end"]),
+                                   "exception", instance.stamp)
+        self._publish(Change(account.id, account.tenant_id, master["id"], "updated", master["changeKey"]))
+        return master, kept
+
+    def cancel_occurrence(self, account, event_id: str) -> bool:
+        """DELETE of an occurrence or exception: cancelled, gone from the series' views. False: not one."""
+        with self.lock:
+            found = self.occurrence(account.id, event_id)
+            if found is None:
+                return False
+            master, instance = found
+            exceptions = {k: v for k, v in master.get("_exceptions", {}).items() if k != instance.stamp}
+            master = self._rewrite_master(account, master, exceptions, [*master.get("_cancelled", ()), instance.stamp])
+        self._publish(Change(account.id, account.tenant_id, master["id"], "updated", master["changeKey"]))
+        return True
 
     # --- meetings: the invitees' copies -----------------------------------------------------------
     def _invitees(self, organiser, record: dict) -> dict[str, object]:
@@ -177,16 +245,16 @@ class EventStore:
             copy_id = copies.get(invitee_id)
             current = self._events[copy_id].current if copy_id else None
             if current is None:
-                copy = dict(meeting, id=_new_event_id(), createdDateTime=_now(), iCalUId=record["iCalUId"],
+                copy = dict(meeting, id=_new_event_id(), createdDateTime=now_stamp(), iCalUId=record["iCalUId"],
                             organizer=record["organizer"], isOrganizer=False, responseStatus={"response": "notResponded"})
                 copy_id = copies[invitee_id] = copy["id"]
-                self._events[copy_id] = _History(invitee_id)
+                self._events[copy_id] = History(invitee_id)
                 self._by_user.setdefault(invitee_id, []).append(copy_id)
                 kind = "created"
             else:
                 copy = {k: v for k, v in current.items() if k not in _MEETING_FIELDS} | meeting
                 kind = "updated"
-            copy.update(lastModifiedDateTime=_now(), changeKey=secrets.token_urlsafe(18), isCancelled=False)
+            copy.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18), isCancelled=False)
             self._append(copy_id, copy)
             changes.append(Change(invitee_id, invitee.tenant_id, copy_id, kind, copy["changeKey"]))
         return changes
@@ -199,7 +267,7 @@ class EventStore:
             current = self._events[copy_id].current if copy_id else None
             if current is None or current.get("isCancelled"):
                 continue
-            cancelled = dict(current, isCancelled=True, lastModifiedDateTime=_now(),
+            cancelled = dict(current, isCancelled=True, lastModifiedDateTime=now_stamp(),
                              changeKey=secrets.token_urlsafe(18))
             self._append(copy_id, cancelled)
             changes.append(Change(invitee_id, organiser.tenant_id, copy_id, "updated", cancelled["changeKey"]))

@@ -16,13 +16,13 @@ query when the window is known (shape seen from Graph: microsoftgraph/microsoft-
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from sandbox.errors import graph_error
-from sandbox.microsoft import event_model
+from sandbox.microsoft import event_model, series
 from sandbox.microsoft.event_store import EventStore
 from sandbox.microsoft.graph_common import (
     applied_preferences,
@@ -39,7 +39,7 @@ DELTA_PAGE_DEFAULT, DELTA_PAGE_MAX = 10, 1000
 _REFUSED = ("$select", "$filter", "$orderby", "$search", "$expand", "$top")
 
 
-def _page_size(request: Request) -> tuple[int, int | None]:
+def delta_page_size(request: Request) -> tuple[int, int | None]:
     """The page size and, when the client asked for one, the size applied (capped at DELTA_PAGE_MAX)."""
     asked = preferences(request).get("odata.maxpagesize", "")
     if not asked.isdigit() or int(asked) < 1:
@@ -48,20 +48,72 @@ def _page_size(request: Request) -> tuple[int, int | None]:
     return size, size
 
 
-def _removed(instance_id: str, reason: str) -> dict:
-    return {"@odata.type": "#microsoft.graph.event", "id": instance_id, "@removed": {"reason": reason}}
+def delta_answer(request: Request, groups: list[list[dict]], state: dict, since: int, upto: int, offset: int,
+                 collection: str) -> JSONResponse:
+    """One page of a delta round over `groups` (items that travel together: a series is never split over
+    pages), from group `offset`; a page ends once it holds the page size or more items. The state tokens
+    carry `state`, the round's bounds and where the next page starts."""
+    size, applied = delta_page_size(request)
+    end, count = offset, 0
+    while end < len(groups) and count < size:
+        count += len(groups[end])
+        end += 1
+    answer = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#Collection({collection})",
+              "value": [item for group in groups[offset:end] for item in group]}
+    link = f"{base_url(request)}{quote(request.url.path)}"
+    if end < len(groups):
+        answer["@odata.nextLink"] = f"{link}?$skiptoken={encode_token({**state, 'q': since, 'U': upto, 'o': end})}"
+    else:
+        answer["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token({**state, 'q': upto})}"
+    return JSONResponse(answer, headers=applied_preferences(request, maxpagesize=applied))
 
 
-def delta_items(events: EventStore, user_id: str, since: int, upto: int, start, end, tz_name: str) -> list[dict]:
-    """What a round from sequence `since` to `upto` reports: instances now in the window, and removals."""
-    items: list[dict] = []
+def removed_item(item_id: str, reason: str, odata_type: str = "#microsoft.graph.event") -> dict:
+    return {"@odata.type": odata_type, "id": item_id, "@removed": {"reason": reason}}
+
+
+def _now_reported(record: dict | None, start, end, tz_name: str) -> tuple[list[dict], set[str]]:
+    """What the event contributes to a round as it stands, and the ids of those items. A single event: itself
+    if in the window. A series with an instance in the window: its master (whole), its occurrences (bare:
+    ids, type and times) and its exceptions (whole), as Graph lists them (keeper.sh pull request 409 for the
+    master, microsoftgraph/microsoft-graph-docs issue 7632 for the bare occurrences)."""
+    if record is None:
+        return [], set()
+    found = series.instances(record, start, end)
+    if not record.get("recurrence"):
+        return [series.render_instance(record, i, tz_name=tz_name) for i in found], {i.id for i in found}
+    if not found:
+        return [], set()
+    items = [event_model.render(record, tz_name=tz_name)]
+    for instance in found:
+        if instance.kind == "occurrence":
+            items.append(series.render_bare_occurrence(record, instance, tz_name=tz_name))
+        else:
+            items.append(series.render_instance(record, instance, tz_name=tz_name))
+    return items, {record["id"]} | {i.id for i in found}
+
+
+def delta_groups(events: EventStore, user_id: str, since: int, upto: int, start, end, tz_name: str) -> list[list[dict]]:
+    """What a round from sequence `since` to `upto` reports, one group per changed event (a series is never
+    split over pages: microsoftgraph/microsoft-graph-docs pull request 4501): its items now in the window,
+    then its removals. A deleted event's items all come back removed ("deleted"); a single event that left
+    the window, or a series that did, comes back removed "changed". An occurrence cancelled (or dropped by a
+    new pattern) while its series stays is not reported at all, as Graph gives "no indication for a deleted
+    occurrence" (same pull request): the series is re-sent whole, and what it no longer holds is gone."""
+    groups = []
     for before, after in events.changed_between(user_id, since, upto):
-        now = event_model.instances(after, start, end) if after else []
-        items.extend(event_model.render_instance(after, instance, tz_name=tz_name) for instance in now)
-        gone = {i[0] for i in event_model.instances(before, start, end)} if before else set()
-        reason = "deleted" if after is None else "changed"
-        items.extend(_removed(instance_id, reason) for instance_id in sorted(gone - {i[0] for i in now}))
-    return items
+        group, now_ids = _now_reported(after, start, end, tz_name)
+        _, before_ids = _now_reported(before, start, end, tz_name)
+        gone = before_ids - now_ids
+        if after is None:
+            group += [removed_item(i, "deleted") for i in sorted(gone)]
+        elif before is not None and (before.get("recurrence") or after.get("recurrence")):
+            group += [removed_item(i, "changed") for i in sorted(gone & {before["id"]})]
+        else:
+            group += [removed_item(i, "changed") for i in sorted(gone)]
+        if group:
+            groups.append(group)
+    return groups
 
 
 def router(sandbox, events: EventStore) -> APIRouter:
@@ -111,16 +163,9 @@ def router(sandbox, events: EventStore) -> APIRouter:
             token = {"s": start.isoformat(), "e": end.isoformat()}
             since, upto, offset = 0, events.seq, 0
         start, end = dt.datetime.fromisoformat(token["s"]), dt.datetime.fromisoformat(token["e"])
-        size, applied = _page_size(request)
-        items = delta_items(events, account.id, since, upto, start, end, preferred_time_zone(request))
+        groups = delta_groups(events, account.id, since, upto, start, end, preferred_time_zone(request))
         state = {"u": account.id, "g": events.delta_generation(account.id), "s": token["s"], "e": token["e"]}
-        answer = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#Collection(event)", "value": items[offset : offset + size]}
-        link = f"{base_url(request)}{request.url.path}"
-        if offset + size < len(items):
-            answer["@odata.nextLink"] = f"{link}?$skiptoken={encode_token({**state, 'q': since, 'U': upto, 'o': offset + size})}"
-        else:
-            answer["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token({**state, 'q': upto})}"
-        return JSONResponse(answer, headers=applied_preferences(request, maxpagesize=applied))
+        return delta_answer(request, groups, state, since, upto, offset, "event")
 
     @api.post("/_sandbox/microsoft/users/{user_id}/invalidate-delta-tokens", tags=["sandbox control"])
     async def invalidate_delta_tokens(user_id: str) -> dict:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from sandbox.errors import graph_error
-from sandbox.microsoft import event_model
+from sandbox.microsoft import event_model, series
 from sandbox.microsoft.event_store import EventStore
 from sandbox.microsoft.graph_common import (
     applied_preferences,
@@ -87,12 +87,14 @@ def page_of(request: Request, items: list, top_default: int = EVENTS_PAGE_DEFAUL
 def router(sandbox, events: EventStore) -> APIRouter:
     api = APIRouter(prefix="/v1.0", tags=["graph events"])
 
-    def entity(request: Request, user_id: str, record: dict, status: int = 200) -> JSONResponse:
-        body = event_model.render(
-            record,
-            tz_name=preferred_time_zone(request),
-            expand_ids=expanded_property_ids(request.query_params.get("$expand")),
-        )
+    def entity(request: Request, user_id: str, record: dict, status: int = 200, instance=None) -> JSONResponse:
+        """The event (or, given `instance`, the occurrence or exception of the series `record`) as read back."""
+        expand_ids = expanded_property_ids(request.query_params.get("$expand"))
+        tz_name = preferred_time_zone(request)
+        if instance is None:
+            body = event_model.render(record, tz_name=tz_name, expand_ids=expand_ids)
+        else:
+            body = series.render_instance(record, instance, tz_name=tz_name, expand_ids=expand_ids)
         body = select(body, request.query_params.get("$select"), always=_ALWAYS_SELECTED)
         context = {"@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{user_id}')/events/$entity"}
         return JSONResponse({**context, **body}, status_code=status, headers=applied_preferences(request))
@@ -131,25 +133,56 @@ def router(sandbox, events: EventStore) -> APIRouter:
     @api.get("/me/events/{event_id}")
     async def get_event(request: Request, event_id: str, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
+        occurrence = events.occurrence(account.id, event_id)
+        if occurrence is not None:
+            return entity(request, account.id, occurrence[0], instance=occurrence[1])
         return entity(request, account.id, events.get(account.id, event_id))
 
     @api.patch("/users/{user_id}/events/{event_id}")
     @api.patch("/me/events/{event_id}")
     async def update_event(request: Request, event_id: str, body: Annotated[dict, Body()], user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
+        if events.occurrence(account.id, event_id) is not None:
+            master, instance = events.write_occurrence(account, event_id, body)
+            return entity(request, account.id, master, instance=instance)
         return entity(request, account.id, events.update(account, event_id, body))
 
     @api.delete("/users/{user_id}/events/{event_id}", status_code=204)
     @api.delete("/me/events/{event_id}", status_code=204)
     async def delete_event(request: Request, event_id: str, user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
-        events.delete(account, event_id)
+        if not events.cancel_occurrence(account, event_id):
+            events.delete(account, event_id)
         return Response(status_code=204)
+
+    @api.get("/users/{user_id}/events/{event_id}/instances")
+    @api.get("/me/events/{event_id}/instances")
+    async def event_instances(request: Request, event_id: str, user_id: str = "me"):
+        """Occurrences and exceptions of a series in the window, cancelled ones left out
+        (https://learn.microsoft.com/graph/api/event-list-instances: startDateTime and endDateTime required)."""
+        _, account = mailbox_owner(sandbox, request, user_id)
+        params = request.query_params
+        start, end = window(params.get("startDateTime"), params.get("endDateTime"))
+        master = events.get(account.id, event_id)
+        if not master.get("recurrence"):
+            # Sandbox choice (Graph's answer here is not documented): instances of a non-series is a 400.
+            raise graph_error(400, "ErrorInvalidRequest", "The event is not the master of a recurring series.")
+        tz_name = preferred_time_zone(request)
+        page, next_link = page_of(request, series.instances(master, start, end))
+        answer = {
+            "@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{account.id}')/events('{event_id}')/instances",
+            "value": [select(series.render_instance(master, i, tz_name=tz_name), params.get("$select"), _ALWAYS_SELECTED)
+                      for i in page],
+        }
+        if next_link:
+            answer["@odata.nextLink"] = next_link
+        return JSONResponse(answer, headers=applied_preferences(request))
 
     @api.get("/users/{user_id}/calendarView")
     @api.get("/me/calendarView")
     async def calendar_view(request: Request, user_id: str = "me"):
-        """Instances overlapping the window: single events, and occurrences of series expanded."""
+        """Instances overlapping the window: single events, and the occurrences and exceptions of series; not
+        the masters themselves (https://learn.microsoft.com/graph/api/user-list-calendarview)."""
         _, account = mailbox_owner(sandbox, request, user_id)
         params = request.query_params
         start, end = window(params.get("startDateTime"), params.get("endDateTime"))
@@ -159,13 +192,13 @@ def router(sandbox, events: EventStore) -> APIRouter:
             (record, instance)
             for record in events.list(account.id)
             if keep(record)
-            for instance in event_model.instances(record, start, end)
+            for instance in series.instances(record, start, end)
         ]
         found.sort(key=lambda pair: pair[1][1])
         page, next_link = page_of(request, found)
         answer = {
             "@odata.context": f"{base_url(request)}/v1.0/$metadata#users('{account.id}')/calendarView",
-            "value": [event_model.render_instance(record, instance, tz_name=tz_name) for record, instance in page],
+            "value": [series.render_instance(record, instance, tz_name=tz_name) for record, instance in page],
         }
         if next_link:
             answer["@odata.nextLink"] = next_link

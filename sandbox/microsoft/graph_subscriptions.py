@@ -30,6 +30,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 
 from sandbox.errors import graph_error
 from sandbox.microsoft.auth import graph_grant
+from sandbox.microsoft.contact_store import ContactStore
 from sandbox.microsoft.event_model import parse_local
 from sandbox.microsoft.event_store import Change, EventStore
 from sandbox.microsoft.graph_common import base_url
@@ -41,6 +42,9 @@ CLIENT_STATE_MAX = 128
 CHANGE_TYPES = ("created", "updated", "deleted")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "missed", "subscriptionRemoved")
 _EVENTS_RESOURCE = re.compile(r"^/?(?:users/([^/]+)|(me))/(?:calendar/)?events$", re.IGNORECASE)
+# Contacts of a mailbox, or of one of its folders (https://learn.microsoft.com/graph/api/resources/subscription,
+# "Outlook personal contact": /users/{id}/contacts, /users/{id}/contactFolders/{id}/contacts).
+_CONTACTS_RESOURCE = re.compile(r"^/?(?:users/([^/]+)|(me))/(?:contactFolders/([^/]+)/)?contacts$", re.IGNORECASE)
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Subscription:
     client_state: str | None
     expires_at: dt.datetime
     needs_reauthorization: bool = False
+    kind: str = "Events"
+    folder_id: str | None = None  # contacts of this folder only
 
     def active(self) -> bool:
         return self.expires_at > dt.datetime.now(dt.UTC)
@@ -94,11 +100,12 @@ class SubscriptionBook:
         with self.lock:
             self.by_id.clear()
 
-    def watching(self, user_id: str, change_type: str) -> list[Subscription]:
+    def watching(self, change: Change) -> list[Subscription]:
         with self.lock:
             return [
                 s for s in self.by_id.values()
-                if s.user_id == user_id and change_type in s.change_types and s.active() and not s.needs_reauthorization
+                if s.user_id == change.user_id and change.change_type in s.change_types and s.kind == change.kind
+                and s.folder_id in (None, change.folder_id) and s.active() and not s.needs_reauthorization
             ]
 
 
@@ -146,7 +153,7 @@ def lifecycle_payload(sub: Subscription, event: str) -> dict:
 
 
 def change_payload(sub: Subscription, change: Change) -> dict:
-    resource = f"Users/{change.user_id}/Events/{change.event_id}"
+    resource = f"Users/{change.user_id}/{change.kind}/{change.event_id}"
     return {"value": [{
         "id": uuid.uuid4().hex,
         "subscriptionId": sub.id,
@@ -154,26 +161,34 @@ def change_payload(sub: Subscription, change: Change) -> dict:
         "changeType": change.change_type,
         "resource": resource,
         "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Event",
+            "@odata.type": f"#Microsoft.Graph.{change.kind[:-1]}",
             "@odata.id": resource,
             "@odata.etag": f'W/"{change.change_key}"',
             "id": change.event_id,
         },
         "clientState": sub.client_state,
-        "tenantId": change.tenant_id,
+        "tenantId": sub.tenant_id,
     }]}
 
 
-def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
+def router(sandbox, events: EventStore, courier: Courier, contacts: ContactStore) -> APIRouter:
     book = SubscriptionBook()
     sandbox.state.on_reset(book.reset)
     api = APIRouter(tags=["graph subscriptions"])
 
+    def missed(sub: Subscription):
+        """What Graph does once it gave up delivering a change: tell the lifecycle URL it was missed."""
+        def tell() -> None:
+            if sub.lifecycle_url and sub.active():
+                courier.send("lifecycle", sub.id, sub.lifecycle_url, lifecycle_payload(sub, "missed"))
+        return tell
+
     def on_change(change: Change) -> None:
-        for sub in book.watching(change.user_id, change.change_type):
-            courier.send("change", sub.id, sub.notification_url, change_payload(sub, change))
+        for sub in book.watching(change):
+            courier.send("change", sub.id, sub.notification_url, change_payload(sub, change), on_drop=missed(sub))
 
     events.add_listener(on_change)
+    contacts.add_listener(on_change)
 
     def visible(grant: Grant, sub: Subscription | None) -> bool:
         """Whether this caller's app (and, for a delegated token, its user) made the live subscription."""
@@ -190,10 +205,16 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
 
     @api.post("/v1.0/subscriptions", status_code=201)
     async def create(request: Request, body: Annotated[dict, Body()]):
-        match = _EVENTS_RESOURCE.match(str(body.get("resource", "")))
+        resource = str(body.get("resource", ""))
+        match, kind, folder_id = _EVENTS_RESOURCE.match(resource), "Events", None
         if not match:
-            raise _invalid(f"Resource '{body.get('resource')}' is not supported by the sandbox (only users' events).", "ExtensionError")
+            match, kind = _CONTACTS_RESOURCE.match(resource), "Contacts"
+        if not match:
+            raise _invalid(f"Resource '{resource}' is not supported by the sandbox (users' events and contacts).",
+                           "ExtensionError")
         grant, account = mailbox_owner(sandbox, request, match.group(1) or "me")
+        if kind == "Contacts" and match.group(3):
+            folder_id = contacts.folder_id(account.id, match.group(3))
         change_types = tuple(t.strip() for t in str(body.get("changeType", "")).split(",") if t.strip())
         if not change_types or any(t not in CHANGE_TYPES for t in change_types):
             raise _invalid(f"Invalid changeType '{body.get('changeType')}': use created, updated, deleted.")
@@ -212,7 +233,7 @@ def router(sandbox, events: EventStore, courier: Courier) -> APIRouter:
         sub = Subscription(
             sub_id, body["resource"], account.id, account.tenant_id, grant.client_id,
             grant.account_id or grant.client_id, change_types, notification_url, lifecycle_url,
-            client_state, expires_at,
+            client_state, expires_at, kind=kind, folder_id=folder_id,
         )
         with book.lock:
             book.by_id[sub.id] = sub

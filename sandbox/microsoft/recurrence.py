@@ -105,3 +105,9 @@ def starts_in_window(
         return [first_start] if overlaps else []
     rule = _rule(recurrence, first_start)
     return list(rule.between(window_start - duration, window_end, inc=False))
+
+
+def occurs_at(recurrence: dict, first_start: dt.datetime, moment: dt.datetime) -> bool:
+    """Whether the series has an occurrence starting at `moment` (aware, in the event's zone)."""
+    second = dt.timedelta(seconds=1)
+    return bool(_rule(recurrence, first_start).between(moment - second, moment + second, inc=True))

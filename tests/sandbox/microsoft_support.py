@@ -78,6 +78,9 @@ class Receiver:
 
     handshake: str = "echo"  # echo | json | wrong | slow | error
     slow_s: float = 0.0
+    refuse_first: int = 0  # posts to /notify answered 503 before the endpoint starts accepting
+    stall_first_s: float = 0.0  # the first post to /notify is answered this late
+    refused: int = 0
     received: list[dict] = field(default_factory=list)
     validations: list[str] = field(default_factory=list)
 
@@ -95,6 +98,15 @@ class Receiver:
                 if token:
                     receiver.validations.append(token[0])
                     receiver.answer_handshake(self, token[0])
+                    return
+                if urlsplit(self.path).path == "/notify" and receiver.stall_first_s:
+                    stall, receiver.stall_first_s = receiver.stall_first_s, 0.0
+                    time.sleep(stall)  # a slow endpoint, on purpose: Graph must give up waiting
+                if urlsplit(self.path).path == "/notify" and receiver.refused < receiver.refuse_first:
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 receiver.received.append({"path": urlsplit(self.path).path, "body": json.loads(raw or b"{}")})
                 self.send_response(202)

@@ -64,17 +64,18 @@ def test_delta_link_returns_only_changes_and_removals(sandbox):
     assert _round(api, next_delta)[0] == [[]]
 
 
-def test_deleting_a_series_removes_each_occurrence(sandbox):
+def test_deleting_a_series_removes_its_master_and_each_occurrence(sandbox):
     api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
     daily = {"pattern": {"type": "daily", "interval": 1}, "range": {"type": "numbered", "startDate": "2026-03-02", "numberOfOccurrences": 3}}
     series = api.post("/me/events", json=event_body("Daily", recurrence=daily)).json()
     pages, delta_link, _ = _round(api, "/me/calendarView/delta", WINDOW)
-    occurrences = [e["id"] for p in pages for e in p]
-    assert len(occurrences) == 3 and all(e["seriesMasterId"] == series["id"] for p in pages for e in p)
+    listed = [e for p in pages for e in p]
+    assert [e["type"] for e in listed] == ["seriesMaster", "occurrence", "occurrence", "occurrence"]
+    assert listed[0]["id"] == series["id"] and all(e["seriesMasterId"] == series["id"] for e in listed[1:])
 
     api.delete(f"/me/events/{series['id']}")
     removed = [e for p in _round(api, delta_link)[0] for e in p]
-    assert sorted(e["id"] for e in removed) == sorted(occurrences)
+    assert sorted(e["id"] for e in removed) == sorted(e["id"] for e in listed)
     assert all(e["@removed"] == {"reason": "deleted"} for e in removed)
 
 
