@@ -146,7 +146,11 @@ def run() -> dict:
     baseline = _baseline_rate()
     figures["baseline_echo_posts_per_s"] = baseline
     figures["sequential_ratio_to_baseline"] = round(figures["single_sequential_creates_per_s"] / baseline, 2)
-    print(figures)
+    single, batched = figures["single_sequential_creates_per_s"], figures[f"batched_creates_per_s_batch_{BATCH_SIZE}"]
+    figures["verdicts"] = {
+        "single": f"{'MET' if single >= 1_000 else 'NOT MET'}: {single}/s (target 1,000)",
+        "batched": f"{'MET' if batched >= 5_000 else 'NOT MET'}: {batched}/s in $batch of {BATCH_SIZE} (target 5,000)",
+    }
     return figures
 
 

@@ -8,7 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from sandbox.errors import ProviderError, google_error, graph_error
-from sandbox.faults import FaultBook, FaultMiddleware
+from sandbox.dispatch import Calls
+from sandbox.faults import FaultBook
 from sandbox.state import SandboxState
 
 
@@ -61,5 +62,5 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
     app.include_router(control.router(sandbox))
     for router in google.routers(sandbox) + microsoft.routers(sandbox):
         app.include_router(router)
-    app.add_middleware(FaultMiddleware, book=sandbox.faults, routes_app=app)
+    app.add_middleware(Calls, book=sandbox.faults, routes_app=app)
     return app

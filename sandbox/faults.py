@@ -3,23 +3,18 @@
 A rule names a route by method and path template (`POST /calendar/v3/calendars/{calendarId}/events`,
 `*` as a wildcard) and adds latency, a share of 429 answers (with Retry-After) or of 5xx answers.
 Each rule draws from its own `random.Random(seed)`, so a test run is repeatable. Calls are counted per
-route template, including each call inside a batch (the batch handlers dispatch their parts back
-through the app, so they pass this middleware one by one, as quota is charged per call at Google).
+route template, including each call inside a batch: `sandbox.dispatch.Calls` asks `FaultBook.decide`
+for every call, alone or batched, as quota is charged per call at Google.
 """
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import random
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
-from fastapi.routing import iter_route_contexts
-from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.errors import graph_error, google_error
 
@@ -90,34 +85,6 @@ class FaultBook:
         return latency, None, None
 
 
-class RouteTable:
-    """Path templates of the app's routes, to name a request's route before the router runs.
-
-    Built on first use (all routes are registered by then) and matched in registration order, as
-    the router does.
-    """
-
-    def __init__(self, app):
-        self.app = app
-        self._entries: list[tuple[re.Pattern, frozenset[str], str]] | None = None
-
-    def _build(self) -> list[tuple[re.Pattern, frozenset[str], str]]:
-        entries = []
-        for context in iter_route_contexts(self.app.router.routes):
-            path = context.path_format
-            regex, _, _ = compile_path(path)
-            entries.append((regex, frozenset(context.methods or ()), path))
-        return entries
-
-    def template(self, method: str, path: str) -> str:
-        if self._entries is None:
-            self._entries = self._build()
-        for regex, methods, template in self._entries:
-            if regex.match(path) and (not methods or method in methods):
-                return template
-        return path
-
-
 def _is_graph(path: str) -> bool:
     return path.startswith("/v1.0")
 
@@ -137,25 +104,3 @@ def injected_error(status: int, rule: FaultRule, path: str):
             429, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits", headers=retry_after
         ).response
     return google_error(503, "backendError", "Backend Error").response
-
-
-class FaultMiddleware:
-    """Counts every provider call and applies the fault rules; the control API is never faulted."""
-
-    def __init__(self, app: ASGIApp, book: FaultBook, routes_app):
-        self.app = app
-        self.book = book
-        self.routes = RouteTable(routes_app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
-            await self.app(scope, receive, send)
-            return
-        template = self.routes.template(scope["method"], scope["path"])
-        latency, status, rule = self.book.decide(scope["method"], template)
-        if latency:
-            await asyncio.sleep(latency)
-        if status is not None and rule is not None:
-            await injected_error(status, rule, scope["path"])(scope, receive, send)
-            return
-        await self.app(scope, receive, send)

@@ -31,7 +31,11 @@ def build_servers(config: SandboxConfig, http_port: int, https_port: int, host: 
     tls = ensure_certificates(config.tls_dir)
     sandbox = Sandbox(config=config)
     app = create_app(sandbox)
-    common = dict(host=host, log_level="warning", lifespan="on", access_log=False)
+    # uvloop and httptools named (pinned in pyproject.toml), not left to "auto", which falls back quietly to
+    # the slower pure-Python ones; idle connections kept a minute, not uvicorn's 5 s, so a client pausing
+    # between batches (httplib2 does not resend a large body on a dropped connection) keeps its connection.
+    common = dict(host=host, log_level="warning", lifespan="on", access_log=False, loop="uvloop", http="httptools",
+                  timeout_keep_alive=60)
     http = uvicorn.Server(uvicorn.Config(app, port=http_port, **common))
     https = uvicorn.Server(
         uvicorn.Config(

@@ -63,3 +63,54 @@ def test_more_than_1000_calls_are_refused(sandbox, ann, monkeypatch):
         batch_of_inserts(sandbox, ann, 1001, {}).execute()
     assert raised.value.status_code == 400
     assert INSERT_ROUTE not in counters(sandbox)["calls"]
+
+
+def _raw_batch(sandbox, user, body: bytes, boundary: str = "b0") -> httpx.Response:
+    user.calendar.calendarList().list().execute()  # refresh the token first
+    return httpx.post(f"{sandbox.http_url}/batch/calendar/v3", content=body, headers={
+        "content-type": f'multipart/mixed; boundary="{boundary}"',
+        "authorization": f"Bearer {user.credentials.token}"})
+
+
+def test_a_part_without_a_request_line_refuses_the_batch_in_googles_error_shape(sandbox, ann):
+    body = b"--b0\nContent-Type: application/http\nContent-ID: <1>\n\nnot a request\n--b0--\n"
+    answer = _raw_batch(sandbox, ann, body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == 400 and error["status"] == "INVALID_ARGUMENT"
+    assert error["errors"][0]["reason"] == "invalid" and "request line" in error["message"]
+    assert INSERT_ROUTE not in counters(sandbox)["calls"]
+
+
+def test_crlf_parts_and_folded_headers_are_read_and_the_batch_token_applies(sandbox, ann):
+    event = b'{"id": "crm000042", "summary": "folded", "start": {"dateTime": "2030-01-07T10:00:00Z"},' \
+            b' "end": {"dateTime": "2030-01-07T11:00:00Z"}}'
+    body = (b"--b0\r\nContent-Type: application/http\r\nContent-ID: <x1>\r\n\r\n"
+            b"POST /calendar/v3/calendars/primary/events HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"X-Folded: first\r\n second\r\nContent-Length: " + str(len(event)).encode() + b"\r\n\r\n"
+            + event + b"\r\n--b0--\r\n")
+    answer = _raw_batch(sandbox, ann, body)
+    assert answer.status_code == 200
+    assert b"Content-ID: <response-x1>" in answer.content and b"HTTP/1.1 200 OK" in answer.content
+    assert ann.calendar.events().get(calendarId="primary", eventId="crm000042").execute()["summary"] == "folded"
+
+
+def test_a_faulted_part_fails_alone_and_every_part_is_counted_once(sandbox, ann):
+    ann.calendar.calendarList().list().execute()
+    rule = {"method": "GET", "route": "/calendar/v3/calendars/*/events/*", "rate_5xx": 1.0}
+    httpx.post(f"{sandbox.http_url}/_sandbox/faults", json=rule).raise_for_status()
+    results: dict = {}
+
+    def done(request_id, response, exception):
+        results[request_id] = exception or response
+
+    batch = BatchHttpRequest(callback=done, batch_uri=f"{sandbox.http_url}/batch/calendar/v3")
+    batch.add(ann.calendar.events().insert(calendarId="primary", body=timed(id="crm000007")), request_id="insert")
+    batch.add(ann.calendar.events().get(calendarId="primary", eventId="crm000007"), request_id="get")
+    batch.execute()
+    assert results["insert"]["id"] == "crm000007"
+    assert isinstance(results["get"], HttpError) and results["get"].status_code == 503
+    assert reason_of(results["get"]) == "backendError"
+    calls = counters(sandbox)["calls"]
+    assert calls[INSERT_ROUTE] == 1 and calls["GET /calendar/v3/calendars/{calendarId}/events/{eventId}"] == 1
+    assert calls["POST /batch/calendar/v3"] == 1

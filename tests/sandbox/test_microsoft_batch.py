@@ -74,3 +74,14 @@ def test_inner_requests_carry_the_batch_token_and_are_checked_like_any_call(sand
     assert by_id["own"]["status"] == 200
     assert by_id["other"]["status"] == 403
     assert graph(sandbox, "at-forged").post("/$batch", json={"requests": requests}).json()["responses"][0]["status"] == 401
+
+
+def test_a_faulted_request_answers_503_alone_and_each_request_is_counted_once(sandbox):
+    api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
+    rule = {"route": "/v1.0/me", "method": "GET", "rate_5xx": 1.0, "retry_after_s": 2}
+    httpx.post(f"{sandbox.http_url}/_sandbox/faults", json=rule).raise_for_status()
+    answer = api.post("/$batch", json={"requests": [_create("1", "kept"), {"id": "2", "method": "GET", "url": "/me"}]})
+    by_id = {r["id"]: r for r in answer.json()["responses"]}
+    assert by_id["1"]["status"] == 201 and by_id["1"]["body"]["subject"] == "kept"
+    assert by_id["2"]["status"] == 503 and by_id["2"]["body"]["error"]["code"] == "serviceNotAvailable"
+    assert calls(sandbox, "POST /v1.0/me/events") == 1 and calls(sandbox, "GET /v1.0/me") == 1

@@ -1,0 +1,236 @@
+"""Every provider call takes one path: named by its route, counted and faulted, then served.
+
+A call on its own connection arrives as ASGI (`Calls` is the app's middleware); a call inside a batch
+(Google's multipart batch, Graph's JSON $batch) arrives as `Calls.call(...)` from the batch endpoint,
+which finds this object in its request's scope. Both go through `Calls._serve`: `RouteTable.resolve`
+names the route once, `FaultBook.decide` counts the call and draws its faults, and a route whose handler
+is a plain `async def handler(request)` is called directly with a light Request (no second routing, no
+middleware stack, no ASGI round trip). A route FastAPI validates (typed bodies and parameters) goes on to
+the rest of the app below this layer, so it is still counted once.
+
+Google charges every call of a batch against quota and serves them as if they came alone
+(https://developers.google.com/calendar/api/guides/batch), Graph likewise evaluates each request of a
+$batch on its own (https://learn.microsoft.com/graph/json-batching#response-format).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import unquote
+
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.faults import FaultBook, injected_error
+
+SCOPE_KEY = "sandbox.calls"
+# The keys of a connection's scope a call inside a batch inherits; the rest is the call's own.
+_INHERITED = ("type", "asgi", "http_version", "scheme", "root_path", "client", "server", "app", "state",
+              "extensions")
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class _Entry(NamedTuple):
+    regex: re.Pattern
+    methods: frozenset[str]
+    template: str
+    convertors: dict
+    endpoint: Callable | None  # set when the handler can be called directly with a Request
+
+
+class Resolved(NamedTuple):
+    template: str  # what counters and fault rules name the call by
+    endpoint: Callable | None
+    path_params: dict
+
+
+def _first_segment(path: str) -> str:
+    return path[1:].partition("/")[0]
+
+
+class RouteTable:
+    """The app's routes in registration order (the router's matching order), to resolve a call once.
+
+    Built on first use, when every route is registered. Entries are grouped by the first path segment of
+    their template so that a Graph call does not try every Google route first.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self._entries: list[_Entry] | None = None
+        self._by_segment: dict[str, list[_Entry]] = {}
+        self._any_segment: list[_Entry] = []
+
+    def _build(self) -> list[_Entry]:
+        entries = []
+        for context in iter_route_contexts(self.app.router.routes):
+            template = context.path_format
+            if template is None:
+                continue
+            regex, _, convertors = compile_path(template)
+            endpoint = context.endpoint
+            direct = (not isinstance(context.original_route, APIRoute) and inspect.iscoroutinefunction(endpoint))
+            entries.append(_Entry(regex, frozenset(context.methods or ()), template, convertors,
+                                  endpoint if direct else None))
+        first = {_first_segment(e.template) for e in entries if "{" not in _first_segment(e.template)}
+        for segment in first:
+            self._by_segment[segment] = [e for e in entries if _first_segment(e.template) in (segment, "")
+                                         or "{" in _first_segment(e.template)]
+        self._any_segment = [e for e in entries if "{" in _first_segment(e.template)]
+        return entries
+
+    def resolve(self, method: str, path: str) -> Resolved:
+        if self._entries is None:
+            self._entries = self._build()
+        for entry in self._by_segment.get(_first_segment(path), self._any_segment):
+            match = entry.regex.match(path)
+            if match is not None and (not entry.methods or method in entry.methods):
+                params = {k: entry.convertors[k].convert(v) for k, v in match.groupdict().items()}
+                return Resolved(entry.template, entry.endpoint, params)
+        return Resolved(path, None, {})
+
+
+def _exception_handler(handlers: dict, exc: Exception):
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
+class Calls:
+    """The app's middleware for provider calls; the control API (`/_sandbox`) is never counted nor faulted."""
+
+    def __init__(self, app: ASGIApp, book: FaultBook, routes_app):
+        self.app = app  # the rest of the app: exception handling, then the router
+        self.book = book
+        self.routes_app = routes_app
+        self.routes = RouteTable(routes_app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self
+        response = await self._serve(scope, receive, send, self._admit(scope))
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def call(self, outer: Scope, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes, fallback: Answer) -> Answer:
+        """One call inside a batch, answered as if it had come on its own connection.
+
+        `target` is the path and query as the caller wrote them; `headers` are lower-case ASGI headers;
+        `fallback` answers for a call whose handler failed, so that one bug does not lose the batch.
+        """
+        scope = self._scope(outer, method, target, headers)
+        return await self._answer(scope, body, self._admit(scope), fallback)
+
+    async def call_all(self, outer: Scope, requests: list[tuple[str, str, list, bytes]],
+                       fallback: Answer) -> list[Answer]:
+        """The calls of a batch, answers in request order. They are served one after the other, except
+        that a call the fault rules delay waits concurrently with the others, so a batch takes the delay
+        once, not once per call (Google serves a batch's calls in no set order). A task per call would
+        cost more than most calls do."""
+        answers: list[Answer | None] = [None] * len(requests)
+        delayed = []
+        for index, (method, target, headers, body) in enumerate(requests):
+            scope = self._scope(outer, method, target, headers)
+            admitted = self._admit(scope)
+            answering = self._answer(scope, body, admitted, fallback)
+            if admitted[1]:
+                delayed.append((index, asyncio.ensure_future(answering)))
+            else:
+                answers[index] = await answering
+        for index, task in delayed:
+            answers[index] = await task
+        return answers  # type: ignore[return-value]
+
+    def _scope(self, outer: Scope, method: str, target: str, headers: list) -> dict:
+        raw_path, _, query = target.partition("?")
+        scope = {key: outer[key] for key in _INHERITED if key in outer}
+        scope.update(method=method, path=unquote(raw_path), raw_path=raw_path.encode(),
+                     query_string=query.encode(), headers=headers)
+        scope[SCOPE_KEY] = self
+        return scope
+
+    async def _answer(self, scope: dict, body: bytes, admitted, fallback: Answer) -> Answer:
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await asyncio.get_running_loop().create_future()  # connected until answered
+
+        collected = _Collector()
+        try:
+            response = await self._serve(scope, receive, collected, admitted)
+            if response is None:
+                return collected.answer()
+            if isinstance(getattr(response, "body", None), bytes) and response.background is None:
+                return Answer(response.status_code, response.raw_headers, response.body)
+            await response(scope, receive, collected)  # a streamed answer: let it write itself
+            return collected.answer()
+        except Exception:  # noqa: BLE001 (a bug in one call must not take the other answers with it)
+            return fallback
+
+    def _admit(self, scope: Scope) -> tuple[Resolved, float, Response | None]:
+        """Name the call's route, count the call and draw its faults: (route, latency, refusal or None)."""
+        method, path = scope["method"], scope["path"]
+        route = self.routes.resolve(method, path)
+        latency, status, rule = self.book.decide(method, route.template)
+        refusal = injected_error(status, rule, path) if status is not None and rule is not None else None
+        return route, latency, refusal
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted) -> Response | None:
+        """Serve an admitted call: the Response of a direct handler (or the injected fault) for the caller
+        to send, None when the rest of the app answered through `send`."""
+        route, latency, refusal = admitted
+        if latency:
+            await asyncio.sleep(latency)
+        if refusal is not None:
+            return refusal
+        if route.endpoint is None:
+            await self.app(scope, receive, send)
+            return None
+        scope["path_params"], scope["endpoint"] = route.path_params, route.endpoint
+        request = Request(scope, receive, send)
+        try:
+            return await route.endpoint(request)
+        except Exception as exc:
+            handler = _exception_handler(self.routes_app.exception_handlers, exc)
+            if handler is None:
+                raise
+            answer = handler(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+
+
+class _Collector:
+    """An ASGI `send` that keeps the answer instead of writing it to a connection."""
+
+    def __init__(self):
+        self.status, self.headers, self.chunks = 500, [], []
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.headers = message["status"], message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+
+    def answer(self) -> Answer:
+        return Answer(self.status, list(self.headers), b"".join(self.chunks))
