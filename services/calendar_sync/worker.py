@@ -162,11 +162,12 @@ async def renew_expiring_watches() -> None:
             await runtime.request_job(config, SyncJobKind.RENEW_WATCH, "channel expires soon")
 
 
-handled_agent(app, CRM_CHANGES, CrmChange, index_crm_change, worker=NAME, settings=settings)
-handled_agent(app, CRM_EVENTS, CrmChange, push_crm_event, worker=NAME, settings=settings)
-handled_agent(app, PROVIDER_NOTIFICATIONS, ProviderNotification, pull_on_notification, worker=NAME, settings=settings)
-handled_agent(app, INTEGRATION_CONFIGS, IntegrationConfig, apply_config, worker=NAME, settings=settings)
-handled_agent(app, SYNC_JOBS, SyncJob, run_job, worker=NAME, settings=settings)
+# Every topic here is keyed by what must stay in order (a CRM record, a user integration): other users'
+# messages need not wait while one user's first sync or pull waits on its provider.
+for spec, model, handle in ((CRM_CHANGES, CrmChange, index_crm_change), (CRM_EVENTS, CrmChange, push_crm_event),
+                            (PROVIDER_NOTIFICATIONS, ProviderNotification, pull_on_notification),
+                            (INTEGRATION_CONFIGS, IntegrationConfig, apply_config), (SYNC_JOBS, SyncJob, run_job)):
+    handled_agent(app, spec, model, handle, worker=NAME, settings=settings, concurrency=settings.keyed_concurrency)
 
 
 def main() -> None:

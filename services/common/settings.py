@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     consumer_rebalance_timeout_ms: int = 10_000
 
     metrics_port: int = Field(0, ge=0, le=65535, description="workers serve /metrics here; 0: off")
+    keyed_concurrency: int = Field(
+        64, ge=1, le=1024, description="messages of different keys an agent handles at once, where its worker "
+        "allows it (calendar_sync); one key's messages stay in order"
+    )
 
     # --- ingest -------------------------------------------------------------------------------
     ingest_host: str = "127.0.0.1"
