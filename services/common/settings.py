@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_max_poll_interval_ms: int = 300_000
     consumer_rebalance_timeout_ms: int = 10_000
+    consumer_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="longest a fetch waits at the broker for new records; Tansu waits "
+        "this long even when a record arrives, so on it this is the delay each hop between workers adds"
+    )
 
     metrics_port: int = Field(0, ge=0, le=65535, description="workers serve /metrics here; 0: off")
     keyed_concurrency: int = Field(
