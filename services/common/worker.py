@@ -32,6 +32,12 @@ class FaustPublisher:
         value = message.to_bytes() if message is not None else None
         await self.app.producer.send_and_wait(topic, key.encode() if key else None, value, None, None, None)
 
+    async def send(self, topic: str, key: str | None, message: Message | None) -> Awaitable:
+        """Hand the message to the producer; what is returned completes once the broker has it. Messages
+        sent one after another to a partition arrive in that order."""
+        value = message.to_bytes() if message is not None else None
+        return await self.app.producer.send(topic, key.encode() if key else None, value, None, None, None)
+
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
