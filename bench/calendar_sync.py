@@ -33,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -236,6 +238,7 @@ class Bench:
             names = [f"u{n}" for n in range(users)]
             for direction, sync in (("crm_to_provider", self.crm_to_provider), ("provider_to_crm", self.provider_to_crm)):
                 figures, synced = sync(provider, names, per_user)
+                _progress(provider, f"{direction}_{users}x{per_user}", figures)
                 first[f"{direction}_{users}x{per_user}"] = figures
                 if users == LATENCY_USERS:
                     latency_orgs[direction] = synced
@@ -243,8 +246,11 @@ class Bench:
         baseline = statistics.mean(raw)
         for figures in first.values():
             figures["ratio_to_raw_batched"] = round(figures["events_per_s"] / baseline, 3)
-        latency = {direction: measure(provider, latency_orgs[direction]) for direction, measure in (
-            ("crm_to_provider", self.crm_to_provider_latency), ("provider_to_crm", self.provider_to_crm_latency))}
+        latency = {}
+        for direction, measure in (("crm_to_provider", self.crm_to_provider_latency),
+                                   ("provider_to_crm", self.provider_to_crm_latency)):
+            latency[direction] = measure(provider, latency_orgs[direction])
+            _progress(provider, f"latency_{direction}", latency[direction])
         verdicts = {f"first_sync_{name}_ratio": _verdict(f["ratio_to_raw_batched"] >= TARGET_RATIO)
                     for name, f in first.items()}
         verdicts |= {f"latency_{name}_p99": _verdict(f["p99_s"] < TARGET_P99_S and not f["missing"])
@@ -256,6 +262,11 @@ class Bench:
             out["one_user_first_sync_at_real_quota_s"] = round(
                 max(0, one_user - GOOGLE_REAL_QUOTA_PER_MIN) / (GOOGLE_REAL_QUOTA_PER_MIN / 60))
         return out
+
+
+def _progress(provider: str, phase: str, figures: dict) -> None:
+    """Each phase's figures as soon as they are measured: a long run that fails late still tells."""
+    print(json.dumps({"provider": provider, "phase": phase, **figures}), file=sys.stderr, flush=True)
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> Counter:
@@ -334,6 +345,4 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(), indent=2))
