@@ -44,10 +44,14 @@ def broker_and_redis():
 
 
 @contextlib.contextmanager
-def service(module: str, env: dict[str, str], ready_url: str | None = None, timeout_s: float = 60):
+def service(module: str, env: dict[str, str], ready_url: str | None = None, timeout_s: float = 60,
+            log_path: Path | None = None):
+    """`python -m module` until the block ends; its output goes to `log_path` when given (to read why a
+    service failed), else nowhere."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    output = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", module], env=full_env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         if ready_url:
             deadline = time.monotonic() + timeout_s
@@ -67,6 +71,8 @@ def service(module: str, env: dict[str, str], ready_url: str | None = None, time
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+        if log_path:
+            output.close()
 
 
 def percentile(values: list[float], p: float) -> float:

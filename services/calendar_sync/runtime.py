@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import datetime as dt
 import json
 import time
@@ -30,6 +32,9 @@ from services.common.topics import CRM_COMMANDS, SYNC_JOBS
 log = get_logger(__name__)
 
 CALENDAR_INTEGRATIONS = (Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR)
+
+# The deliveries of the CRM commands the current unit of work sent (see CalendarRuntime.unit_of_work).
+_sent_commands: contextvars.ContextVar[list | None] = contextvars.ContextVar("sent_commands", default=None)
 
 
 class ConfigView:
@@ -53,9 +58,10 @@ class ConfigView:
 
 
 class CalendarRuntime:
-    def __init__(self, settings: Settings, publish):
+    def __init__(self, settings: Settings, publish, send=None):
         self.settings = settings
-        self.publish = publish  # (topic, key, message) -> awaitable
+        self.publish = publish  # (topic, key, message) -> awaitable, done once the broker has it
+        self.send = send  # (topic, key, message) -> awaitable delivery: publish without waiting for it
         self.redis = connect(settings.redis_url)
         self.secrets = SecretBox(settings.fernet_key_list)
         self.tokens = TokenStore(self.redis, self.secrets)
@@ -66,7 +72,25 @@ class CalendarRuntime:
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     async def publish_command(self, command: CrmCommand) -> None:
-        await self.publish(CRM_COMMANDS.name, command.org_id, command)
+        sent = _sent_commands.get()
+        if sent is None or self.send is None:
+            await self.publish(CRM_COMMANDS.name, command.org_id, command)
+        else:
+            sent.append(await self.send(CRM_COMMANDS.name, command.org_id, command))
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self):
+        """CRM commands sent inside go out without waiting for the broker one by one (a first sync's
+        5,000 commands would each wait a round trip); leaving waits until the broker has them all, so
+        the message is still acknowledged only after its commands are on the bus."""
+        sent: list = []
+        token = _sent_commands.set(sent)
+        try:
+            yield
+        finally:
+            _sent_commands.reset(token)
+        if sent:  # not after a failure: the message is handled again, and its commands are idempotent
+            await asyncio.gather(*sent)
 
     def lock(self, scope: str) -> asyncio.Lock:
         return self._locks[scope]

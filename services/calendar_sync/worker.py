@@ -27,7 +27,7 @@ WATCH_RENEWAL_MARGIN_S = 3600.0
 settings = get_settings()
 app = new_worker_app(NAME, settings)
 publisher = FaustPublisher(app)
-runtime = CalendarRuntime(settings, publisher.publish)
+runtime = CalendarRuntime(settings, publisher.publish, publisher.send)
 
 
 async def index_crm_change(change: CrmChange, record) -> None:
@@ -43,7 +43,7 @@ async def push_crm_event(change: CrmChange, record) -> None:
     config = await runtime.configs.get(scope_of(record.key))
     if config is None or not config.enabled:
         return
-    async with runtime.lock(config.key):
+    async with runtime.lock(config.key), runtime.unit_of_work():
         try:
             provider, _ = await runtime.open_provider(config)
             await runtime.engine.push_crm_change(config, change, provider)
@@ -57,7 +57,7 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
     config = await runtime.configs.get(notification.key)
     if config is None or not config.enabled:
         return
-    async with runtime.lock(config.key):
+    async with runtime.lock(config.key), runtime.unit_of_work():
         try:
             provider, address = await runtime.open_provider(config)
             if notification.kind == NotificationKind.LIFECYCLE:
@@ -100,7 +100,7 @@ async def run_job(job: SyncJob, record) -> None:
         config = config or _disabled_placeholder(job)
     if config is None:
         return
-    async with runtime.lock(config.key):
+    async with runtime.lock(config.key), runtime.unit_of_work():
         try:
             await _run(job, config)
         except AuthFailed as exc:
@@ -162,11 +162,12 @@ async def renew_expiring_watches() -> None:
             await runtime.request_job(config, SyncJobKind.RENEW_WATCH, "channel expires soon")
 
 
-handled_agent(app, CRM_CHANGES, CrmChange, index_crm_change, worker=NAME, settings=settings)
-handled_agent(app, CRM_EVENTS, CrmChange, push_crm_event, worker=NAME, settings=settings)
-handled_agent(app, PROVIDER_NOTIFICATIONS, ProviderNotification, pull_on_notification, worker=NAME, settings=settings)
-handled_agent(app, INTEGRATION_CONFIGS, IntegrationConfig, apply_config, worker=NAME, settings=settings)
-handled_agent(app, SYNC_JOBS, SyncJob, run_job, worker=NAME, settings=settings)
+# Every topic here is keyed by what must stay in order (a CRM record, a user integration): other users'
+# messages need not wait while one user's first sync or pull waits on its provider.
+for spec, model, handle in ((CRM_CHANGES, CrmChange, index_crm_change), (CRM_EVENTS, CrmChange, push_crm_event),
+                            (PROVIDER_NOTIFICATIONS, ProviderNotification, pull_on_notification),
+                            (INTEGRATION_CONFIGS, IntegrationConfig, apply_config), (SYNC_JOBS, SyncJob, run_job)):
+    handled_agent(app, spec, model, handle, worker=NAME, settings=settings, concurrency=settings.keyed_concurrency)
 
 
 def main() -> None:

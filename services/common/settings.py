@@ -41,8 +41,17 @@ class Settings(BaseSettings):
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_max_poll_interval_ms: int = 300_000
     consumer_rebalance_timeout_ms: int = 10_000
+    consumer_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="longest a fetch waits at the broker for new records; Tansu waits "
+        "this long even when a record arrives, so on it this is the delay each hop between workers adds"
+    )
 
     metrics_port: int = Field(0, ge=0, le=65535, description="workers serve /metrics here; 0: off")
+    keyed_concurrency: int = Field(
+        1, ge=1, le=1024, description="messages of different keys an agent handles at once, where its worker "
+        "allows it (calendar_sync); one key's messages stay in order. 1 until the stall seen once at 64 in the "
+        "full calendar benchmark on an overloaded machine is understood"
+    )
 
     # --- ingest -------------------------------------------------------------------------------
     ingest_host: str = "127.0.0.1"

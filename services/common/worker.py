@@ -5,6 +5,7 @@ a start-up that creates the topics first. Each service's worker.py declares its 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Awaitable, Callable
 
 import faust
@@ -12,6 +13,7 @@ import faust
 from schemas.base import Message
 from services.common.bus import create_faust_app, faust_topic
 from services.common.handling import InboundRecord, MessageHandler
+from services.common.keyed import KeyedRunner
 from services.common.logging import configure_logging, get_logger
 from services.common.retry import RetryPolicy
 from services.common.settings import Settings
@@ -30,6 +32,12 @@ class FaustPublisher:
         value = message.to_bytes() if message is not None else None
         await self.app.producer.send_and_wait(topic, key.encode() if key else None, value, None, None, None)
 
+    async def send(self, topic: str, key: str | None, message: Message | None) -> Awaitable:
+        """Hand the message to the producer; what is returned completes once the broker has it. Messages
+        sent one after another to a partition arrive in that order."""
+        value = message.to_bytes() if message is not None else None
+        return await self.app.producer.send(topic, key.encode() if key else None, value, None, None, None)
+
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
@@ -43,16 +51,35 @@ def handled_agent(
     *,
     worker: str,
     settings: Settings,
+    concurrency: int = 1,
 ):
-    """An agent over `spec` whose records all end handled or dead-lettered, one at a time per partition."""
+    """An agent over `spec` whose records all end handled or dead-lettered, one at a time per partition.
+
+    With `concurrency` > 1, records of different keys are handled side by side (up to that many at
+    once), those of one key still one after another, and offsets are acknowledged in order
+    (services/common/keyed.py)."""
     handler = MessageHandler(worker, model, handle, FaustPublisher(app), retry_policy(settings))
 
-    @app.agent(faust_topic(app, spec), name=f"{worker}.{spec.name}")
-    async def agent(stream):
-        async for event in stream.events():
-            await handler(InboundRecord.from_faust_event(event))
+    if concurrency == 1:
+        @app.agent(faust_topic(app, spec), name=f"{worker}.{spec.name}")
+        async def agent(stream):
+            async for event in stream.events():
+                await handler(InboundRecord.from_faust_event(event))
 
-    return agent
+        return agent
+
+    @app.agent(faust_topic(app, spec), name=f"{worker}.{spec.name}")
+    async def keyed_agent(stream):
+        manual = stream.noack()
+        runner = KeyedRunner(concurrency, manual.ack)
+        try:
+            async for event in manual.events():
+                record = InboundRecord.from_faust_event(event)
+                await runner.submit(record.key, event, functools.partial(handler, record))
+        finally:
+            runner.cancel()
+
+    return keyed_agent
 
 
 def new_worker_app(name: str, settings: Settings) -> faust.App:

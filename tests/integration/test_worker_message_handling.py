@@ -6,6 +6,7 @@ a transient failure is retried and then succeeds, and the messages after them ar
 import asyncio
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CrmChange, DeadLetter
 from services.common.bus import Bus
@@ -74,3 +75,49 @@ def test_transient_failures_beyond_the_retry_budget_are_dead_lettered_not_droppe
     [letter] = wait_for(dead, 60, what="dead letter after retries")
     assert letter.attempts == 3
     assert letter.reason == "gave up after 3 attempts: throttled"
+
+
+def echoed_ids(kafka_bootstrap, org: str) -> list[str]:
+    return [c.record_id for c in (CrmChange.from_bytes(r.value) for r in read_topic(kafka_bootstrap, "test.echo"))
+            if c.org_id == org]
+
+
+def test_with_concurrency_a_slow_key_holds_up_no_other_and_one_key_stays_in_order(settings, start_service,
+                                                                                 kafka_bootstrap):
+    org = unique_org()
+    slow, quick = f"{org}:Events:slow", f"{org}:Events:quick"
+    worker = start_service("tests.support.echo_worker", ECHO_CONCURRENCY="8")
+    asyncio.run(publish(settings, [
+        (slow, crm_change(org, record_id="slow-1", fields={"hold_s": 3}).to_bytes()),
+        (slow, crm_change(org, record_id="slow-2").to_bytes()),
+        (quick, crm_change(org, record_id="quick-1").to_bytes()),
+    ]))
+    wait_for(lambda: len(echoed_ids(kafka_bootstrap, org)) == 3, 60, what=f"echoes; {worker.log()[-3000:]}")
+    assert echoed_ids(kafka_bootstrap, org) == ["quick-1", "slow-1", "slow-2"]
+
+
+def _same_partition_key(settings, key: str) -> str:
+    """Another key that the producers' partitioner puts on the same partition as `key`."""
+    partitions = list(range(settings.topic_partitions))
+    partitioner = DefaultPartitioner()
+    target = partitioner(key.encode(), partitions, partitions)
+    return next(f"{key}-{n}" for n in range(1000)
+                if partitioner(f"{key}-{n}".encode(), partitions, partitions) == target)
+
+
+def test_with_concurrency_a_message_in_hand_when_the_worker_dies_is_handled_after_the_restart(settings, start_service,
+                                                                                            kafka_bootstrap):
+    org = unique_org()
+    slow = f"{org}:Events:slow"
+    marker = _same_partition_key(settings, slow)
+    first = start_service("tests.support.echo_worker", ECHO_CONCURRENCY="8")
+    asyncio.run(publish(settings, [(slow, crm_change(org, record_id="in-hand", fields={"hold_s": 8}).to_bytes()),
+                                   (marker, crm_change(org, record_id="marker").to_bytes())]))
+    # The marker comes after it on its partition: echoed, it shows the slow one is in hand.
+    wait_for(lambda: "marker" in echoed_ids(kafka_bootstrap, org), 60, what=f"the marker; {first.log()[-3000:]}")
+    assert "in-hand" not in echoed_ids(kafka_bootstrap, org)
+    first.kill()
+    start_service("tests.support.echo_worker", ECHO_CONCURRENCY="8")
+    wait_for(lambda: "in-hand" in echoed_ids(kafka_bootstrap, org), 90, what="the message in hand, after the restart")
+    assert echoed_ids(kafka_bootstrap, org).count("marker") == 2, \
+        "the marker was not acknowledged ahead of the message before it, so it came again too"

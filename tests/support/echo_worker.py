@@ -1,11 +1,14 @@
 """A worker built the way every crmsync worker is, whose handler misbehaves on request.
 
-fields.fail_transient: fail transiently that many times first; fields.boom: raise an unexpected error.
-Anything handled is echoed to `test.echo`, so a test can see what got through and in which order.
+fields.fail_transient: fail transiently that many times first; fields.boom: raise an unexpected error;
+fields.hold_s: take that long, as a slow provider call would. Anything handled is echoed to `test.echo`,
+so a test can see what got through and in which order. ECHO_CONCURRENCY: handled_agent's concurrency.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
 
 from schemas import CrmChange
 from services.common.handling import InboundRecord
@@ -30,10 +33,12 @@ async def echo(change: CrmChange, record: InboundRecord) -> None:
     if failures[change.record_id] < wanted:
         failures[change.record_id] += 1
         raise TransientError("throttled", retry_after_s=0.01)
+    await asyncio.sleep(float(change.fields.get("hold_s", 0)))
     await publisher.publish(OUTPUT.name, change.record_id, change)
 
 
-handled_agent(app, INPUT, CrmChange, echo, worker="echo", settings=settings)
+handled_agent(app, INPUT, CrmChange, echo, worker="echo", settings=settings,
+              concurrency=int(os.environ.get("ECHO_CONCURRENCY", "1")))
 
 if __name__ == "__main__":
     run_worker(app, settings, "echo", extra_topics=(INPUT, OUTPUT))
