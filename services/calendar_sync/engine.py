@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from schemas import (
-    CrmChange, CrmCommand, CrmModule, DeleteRecord, Direction, Integration, IntegrationConfig, UpsertRecord,
+    ChangeSource, CrmChange, CrmCommand, CrmModule, CrmOp, DeleteRecord, Direction, Integration, IntegrationConfig,
+    UpsertRecord,
 )
 from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import Attendee, CanonicalEvent
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
-from services.calendar_sync.store import CrmIndex, EventMapping, MappingStore, PendingCreation, PendingCreations, ScopeState
+from services.calendar_sync.store import (
+    CrmIndex, EventMapping, MappingStore, OrgCalendarSettings, PendingCreation, PendingCreations, ScopeState,
+)
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,14 +36,21 @@ def is_our_correlation(correlation_id: str | None) -> bool:
     return bool(correlation_id) and correlation_id.startswith(CORRELATION_PREFIX)
 
 
-def _parse_time(value: str | None) -> dt.datetime:
-    if not value:
-        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CrmObservation:
+    """What indexing a CRM change found: our own echo (not synced again), and whose calendars it concerns:
+    its owner's, and the one it moved away from."""
+
+    echo: bool
+    owners: tuple[str, ...] = ()
+
+
+PERSON_SOURCES = frozenset({ChangeSource.UI, ChangeSource.API, ChangeSource.BULK_UPDATE})
+"""Changes a CRM user made: only these may notify attendees (per the org's setting), never a sync's own writes."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +77,16 @@ class CalendarEngine:
 
     # --- the CRM's side ---------------------------------------------------------------------------
 
-    async def observe_crm_change(self, change: CrmChange) -> bool:
-        """Index a CRM change; True when it is ours coming back (an echo), which is not synced again."""
+    async def observe_crm_change(self, change: CrmChange) -> CrmObservation:
+        """Index a CRM change; say whether it is ours coming back (an echo) and whose calendars it concerns."""
         if change.module == CrmModule.CONTACTS:
             await self.index.record_contact(change)
         if change.module != CrmModule.EVENTS:
-            return False
-        await self.index.record_event(change)
+            return CrmObservation(echo=False)
+        moved_from = await self.index.record_event(change)
+        owners = (change.owner_id, moved_from) if moved_from else (change.owner_id,)
         if not is_our_correlation(change.correlation_id):
-            return False
+            return CrmObservation(echo=False, owners=owners)
         pending = await self.pending.take(change.correlation_id)
         if pending is not None:  # the CRM created the event we asked for: now both ids are known
             maps = MappingStore(self.redis, pending.scope)
@@ -85,23 +96,32 @@ class CalendarEngine:
                                          crm_event.fingerprint() if crm_event else None,
                                          pending.provider_fingerprint, pending.etag,
                                          crm_modified_at=change.modified_at.isoformat()), previous)
-        return True
+        return CrmObservation(echo=True, owners=owners)
 
     async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
                               provider: CalendarProvider) -> SyncReport:
-        """A CRM event changed: write it to the provider at once (merging with the provider's edits)."""
-        decision = rules.crm_change_decision(change, config, is_our_correlation)
+        """A CRM event changed: write it to the provider at once (merging with the provider's edits).
+
+        An event moved to another owner leaves this calendar (its new owner's sync creates it there).
+        """
+        maps = MappingStore(self.redis, config.key)
+        current = await maps.by_crm_id(change.record_id)
+        indexed = await self.index.event(config.org_id, change.owner_id, change.record_id)
+        decision = rules.crm_change_decision(change, config, is_our_correlation, mapped=current is not None,
+                                             in_sync=indexed.in_sync if indexed else None)
         if not decision.sync:
             log.info("crm change not synced", record_id=change.record_id, reason=decision.reason)
             return SyncReport(skipped=1)
-        maps = MappingStore(self.redis, config.key)
-        current = await maps.by_crm_id(change.record_id)
-        if change.op == "deleted":
+        if change.op == "deleted" or decision.remove:
             if current is not None:
                 await provider.delete(current.provider_id)
                 await maps.remove(current)
+                log.info("crm event removed from the calendar", record_id=change.record_id, reason=decision.reason)
                 return SyncReport(deleted=1)
             return SyncReport(skipped=1)
+        made_by = change
+        if indexed is not None and indexed.change.modified_at > change.modified_at:
+            change = indexed.change  # the CRM holds a later version already: write that, not an older one
         mapped = mapping.crm_to_canonical(change.fields)
         if mapped.problems:
             log.warning("crm event mapped with problems", record_id=change.record_id, problems=mapped.problems)
@@ -109,7 +129,7 @@ class CalendarEngine:
         if current is not None and current.crm_fingerprint == crm_event.fingerprint():
             return SyncReport(skipped=1)  # nothing the provider holds has changed
         if current is not None and current.crm_modified_at \
-                and change.modified_at <= _parse_time(current.crm_modified_at):
+                and change.modified_at <= rules.modified_time(current.crm_modified_at):
             # A pull merged this CRM version (or a later one) already: written again, it would undo the
             # provider's edits that merge kept.
             log.info("crm change already merged", record_id=change.record_id)
@@ -120,11 +140,14 @@ class CalendarEngine:
             if remote is not None and remote.event is not None \
                     and remote.event.fingerprint() != current.provider_fingerprint:
                 merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
-                                              _parse_time(remote.updated_at), provider_holds=_holds(config))
+                                              self._provider_time(remote), provider_holds=_holds(config))
                 target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
-        result = await provider.upsert(change.record_id, target, current.provider_id if current else None)
+        notify = await self._notifies(config, made_by, current, crm_event)
+        result = await provider.upsert(change.record_id, target, current.provider_id if current else None,
+                                       notify=notify)
         if to_crm:
-            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}")
+            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}",
+                                   before=crm_event)
         await self._log_conflicts(config, change.record_id, conflicts)
         written = result.written or target
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
@@ -197,17 +220,19 @@ class CalendarEngine:
         indexed = await self.index.event(config.org_id, config.user_id, current.crm_id)
         target, to_provider, conflicts = remote.event, False, ()
         seen = current.crm_modified_at
+        crm_event = current.snapshot  # what the CRM holds as far as we know: the fields to write are the others
         if indexed is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
-            crm_change, _ = indexed
+            crm_change = indexed.change
             seen = crm_change.modified_at.isoformat()  # this CRM version is merged here: its push is stale
             try:
                 crm_event = mapping.crm_to_canonical(crm_change.fields).event
             except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
                 crm_event = current.snapshot
             merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, crm_change.modified_at,
-                                          _parse_time(remote.updated_at), provider_holds=_holds(config))
+                                          self._provider_time(remote), provider_holds=_holds(config))
             target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
-        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}")
+        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}",
+                               before=crm_event)
         provider_fingerprint, etag = remote.event.fingerprint(), remote.etag
         if to_provider:
             result = await provider.upsert(current.crm_id, target, remote.provider_id)
@@ -274,14 +299,14 @@ class CalendarEngine:
         """The user's CRM events the provider lacks (or holds in an older version), future first."""
         maps = MappingStore(self.redis, config.key)
         candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]] = {}
-        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if created_source in ("import", "migration"):
-                continue  # bulk loads are never synced
+        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if not indexed.in_sync:
+                continue  # imported or migrated, and not touched by a person since
             current = await maps.by_crm_id(record_id)
-            if current is None and created_source == "integration":
+            if current is None and indexed.created_source == "integration":
                 continue  # it came from a provider: its mapping is made when the CRM's echo arrives
             try:
-                event = mapping.crm_to_canonical(change.fields).event
+                event = mapping.crm_to_canonical(indexed.change.fields).event
             except mapping.InvalidEvent as exc:
                 log.warning("crm event not synced", record_id=record_id, reason=str(exc))
                 continue
@@ -311,11 +336,11 @@ class CalendarEngine:
                 break
             page_token = page.next_cursor
         crm_events = {}
-        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if created_source in ("import", "migration"):
+        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if not indexed.in_sync:
                 continue
             try:
-                crm_events[record_id] = mapping.crm_to_canonical(change.fields).event
+                crm_events[record_id] = mapping.crm_to_canonical(indexed.change.fields).event
             except mapping.InvalidEvent:
                 continue
         maps = MappingStore(self.redis, config.key)
@@ -340,12 +365,36 @@ class CalendarEngine:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str) -> None:
+    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str,
+                          before: CanonicalEvent | None) -> None:
+        """Write the event to the CRM record: only the fields that differ from `before`, what the CRM held
+        as far as we know, so a CRM edit not indexed yet (its change still on its way) is not overwritten."""
         indexed = await self.index.event(config.org_id, config.user_id, crm_id)
-        current_fields = indexed[0].fields if indexed else None  # keeps what the canonical form does not hold
-        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id,
-                              fields=mapping.canonical_to_crm(event, current_fields))
+        current_fields = indexed.change.fields if indexed else None  # keeps what the canonical form does not hold
+        fields = mapping.changed_crm_fields(before, event, current_fields)
+        if not fields:
+            return
+        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id, fields=fields)
         await self._send(config, action, f"update:{crm_id}:{idempotency}")
+
+    @staticmethod
+    def _provider_time(remote: ProviderEvent) -> dt.datetime:
+        moment = rules.modified_time(remote.updated_at)
+        if remote.updated_at and moment == rules.modified_time(None):
+            log.warning("provider modification time malformed: taken as the epoch, the CRM wins a clash",
+                        provider_id=remote.provider_id, updated=remote.updated_at)
+        return moment
+
+    async def _notifies(self, config, change: CrmChange, current: EventMapping | None, event: CanonicalEvent) -> bool:
+        """Whether this write may mail the attendees: only when a CRM user changed the participant list
+        (a new event's participants included) and the org lets such changes notify."""
+        if change.source not in PERSON_SOURCES or not event.attendees:
+            return False
+        previous = current.snapshot if current is not None else None
+        if previous is None and change.op == CrmOp.CREATED:
+            previous = event.model_copy(update={"attendees": ()})  # created with them: the user chose them
+        setting = "all" if await OrgCalendarSettings(self.redis).notifies_participants(config.org_id) else "none"
+        return rules.send_updates(previous, event, changed_by_user=True, org_setting=setting) != "none"
 
     async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
         command = CrmCommand(

@@ -164,6 +164,34 @@ def canonical_to_crm(event: CanonicalEvent, current: dict | None = None) -> dict
     return fields
 
 
+_CRM_FIELDS_OF = {
+    # A time range is one unit: all-day or not, its zone and both ends are written together.
+    "start": ("All_day", "Start_DateTime", "End_DateTime", "Time_Zone"),
+    "end": ("All_day", "Start_DateTime", "End_DateTime", "Time_Zone"),
+    "title": ("Event_Title",),
+    "description": ("Description",),
+    "location": ("Venue",),
+    "attendees": ("Participants",),
+    "reminders_minutes": ("Reminders",),
+    "recurrence": ("Recurrence",),
+    "ical_uid": ("ICal_UID",),
+}
+
+
+def changed_crm_fields(before: CanonicalEvent | None, after: CanonicalEvent, current: dict | None = None) -> dict:
+    """The CRM fields of `after` (as `canonical_to_crm` writes them) for what differs from `before`, the
+    event as the CRM holds it to our knowledge; every field when `before` is None.
+
+    A writeback that sends only these cannot undo a CRM edit we have not heard of yet: an upsert
+    merges the fields it carries and leaves the others as the CRM has them.
+    """
+    fields = canonical_to_crm(after, current)
+    if before is None:
+        return fields
+    names = [name for name in _CRM_FIELDS_OF if getattr(before, name) != getattr(after, name)]
+    return {field: fields[field] for name in names for field in _CRM_FIELDS_OF[name] if field in fields}
+
+
 def _crm_end(event: CanonicalEvent) -> str:
     """All-day: the inclusive last day."""
     if event.end.date is not None and event.start.date is not None:

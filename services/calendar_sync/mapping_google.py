@@ -40,7 +40,7 @@ from services.calendar_sync.mapping_common import (
     all_day_range,
     attendee_or_none,
     event_time,
-    fit_to_limits,
+    fit,
     listed_dicts,
     parse_date,
     parse_date_time,
@@ -138,8 +138,7 @@ def _google_attendees(raw: dict, report: Report) -> tuple:
 
 def fit_google(event: CanonicalEvent, limits: ProviderLimits = GOOGLE_LIMITS) -> Mapped:
     """The event as Google can hold it; `unmapped` names each cut (the adapter reports them)."""
-    report = Report()
-    return report.mapped(fit_to_limits(event, limits, report))
+    return fit(event, limits)
 
 
 def canonical_to_google(event: CanonicalEvent, limits: ProviderLimits = GOOGLE_LIMITS) -> dict:

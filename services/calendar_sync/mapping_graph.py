@@ -41,7 +41,7 @@ from services.calendar_sync.mapping_common import (
     Report,
     all_day_range,
     attendee_or_none,
-    fit_to_limits,
+    fit,
     listed_dicts,
     parse_date_time,
     popup_minutes,
@@ -187,15 +187,15 @@ def _graph_recurrence(recurrence: object, start: EventTime, report: Report) -> t
 
 def fit_graph(event: CanonicalEvent, limits: ProviderLimits = GRAPH_LIMITS, all_day_zone: str = "UTC") -> Mapped:
     """The event as Graph can hold it; `unmapped` names each cut (the adapter reports them)."""
-    report = Report()
-    held = fit_to_limits(event, limits, report)
+    within = fit(event, limits)
+    held = within.event
+    assert held is not None
     pattern, not_held = rrule_to_graph(held.recurrence, held.start, _recurrence_zone(held, all_day_zone))
-    report.unmapped.extend(not_held)
     if pattern is None and held.recurrence:
         held = held.model_copy(update={"recurrence": ()})
     elif not_held:
         held = held.model_copy(update={"recurrence": tuple(r for r in held.recurrence if r.startswith("RRULE"))})
-    return report.mapped(held)
+    return Mapped(held, tuple(dict.fromkeys(within.unmapped + tuple(not_held))), within.problems)
 
 
 def canonical_to_graph(event: CanonicalEvent, limits: ProviderLimits = GRAPH_LIMITS, all_day_zone: str = "UTC") -> dict:

@@ -68,11 +68,15 @@ class CalendarProvider(Protocol):
                            page_token: str | None = None) -> ChangePage:
         """cursor None: a full list of the window (the first sync or a resync); else changes since cursor."""
 
-    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
-        """Create or update the event for this CRM record; the same record never yields two events."""
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
+                     notify: bool = False) -> WriteResult:
+        """Create or update the event for this CRM record; the same record never yields two events.
+        `notify`: the attendees may be mailed (a participant list a CRM user changed, and the org allows
+        it); otherwise the write mails nobody."""
 
     async def upsert_many(self, items: list[tuple[str, CanonicalEvent, str | None]]) -> list[WriteResult | Exception]:
-        """The same in provider batches (Google batch 50, Graph $batch 20); a result per item, in order."""
+        """The same in provider batches (Google batch 50, Graph $batch 20); a result per item, in order.
+        Never notifies: bulk writes are a sync's own (first syncs, resyncs)."""
 
     async def delete(self, provider_id: str) -> None:
         """Delete; an event already gone is not an error."""

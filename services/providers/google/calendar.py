@@ -6,7 +6,8 @@ What makes it safe to repeat anything:
   there, live or deleted (ids stay taken after a delete: re-enabling after deleting the configuration),
   so it is patched back to `confirmed` with our fields: one event, same id, always;
 - the event carries our record id in extendedProperties.private, so a lost mapping is found again;
-- every write says sendUpdates=none: a sync never mails attendees.
+- every write says sendUpdates=none: a sync never mails attendees; only a write the engine marks `notify`
+  (a participant list a CRM user changed, in an org that allows it) says sendUpdates=all.
 Throttling and 5xx are retried with backoff in client.py; in a batch only the calls that failed are
 sent again.
 """
@@ -59,6 +60,7 @@ class _Write:
     linked_id: str | None
     our_id: str
     step: str = "insert"
+    send_updates: str = "none"  # "all" only for a participant change the org lets notify
     attempts: int = 0
     outcome: WriteResult | BaseException | None = None
 
@@ -69,11 +71,12 @@ class _Write:
     def request(self, calendar_id: str):
         if self.step == "insert":
             body = {**self.body, "id": self.our_id}
-            return lambda service: service.events().insert(calendarId=calendar_id, body=body, **NO_MAILS)
+            return lambda service: service.events().insert(calendarId=calendar_id, body=body,
+                                                           sendUpdates=self.send_updates)
         event_id = self.linked_id if self.step == "patch_linked" else self.our_id
         body = {k: v for k, v in self.body.items() if k != "iCalUID"}  # fixed at creation
         return lambda service: service.events().patch(calendarId=calendar_id, eventId=event_id, body=body,
-                                                      **NO_MAILS)
+                                                      sendUpdates=self.send_updates)
 
     def next_step(self, error: GoogleApiError) -> bool:
         """Move on after an answer that says where the event is; False when there is no next step."""
@@ -159,8 +162,9 @@ class GoogleCalendarProvider:
         return found[0] if found else None
 
     # --- writing ----------------------------------------------------------------------------------
-    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
-        (result,) = await self.upsert_many([(crm_record_id, event, provider_id)])
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
+                     notify: bool = False) -> WriteResult:
+        (result,) = await self._upsert([self._write(crm_record_id, event, provider_id, notify)])
         if isinstance(result, BaseException):
             raise result
         return result
@@ -171,7 +175,9 @@ class GoogleCalendarProvider:
         Each round sends every write still open: those answered 404/409 go on to their next call at
         once, those throttled or failed with a 5xx go again after a backoff, only they.
         """
-        writes = [self._write(*item) for item in items]
+        return await self._upsert([self._write(*item) for item in items])
+
+    async def _upsert(self, writes: list[_Write]) -> list[WriteResult | Exception]:
         open_writes = writes
         while open_writes:
             answers = await self.api.call_each([w.request(self.calendar_id) for w in open_writes])
@@ -230,7 +236,7 @@ class GoogleCalendarProvider:
                 raise
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _write(self, record_id: str, event: CanonicalEvent, provider_id: str | None) -> _Write:
+    def _write(self, record_id: str, event: CanonicalEvent, provider_id: str | None, notify: bool = False) -> _Write:
         body = dict(canonical_to_google(event))
         body.pop("id", None)
         body["status"] = "confirmed"  # also brings back an event deleted at Google under our id
@@ -238,7 +244,8 @@ class GoogleCalendarProvider:
         extended = dict(body.get("extendedProperties") or {})
         extended["private"] = {**(extended.get("private") or {}), **private}
         body["extendedProperties"] = extended
-        return _Write(record_id, event, body, provider_id, google_event_id(self.org_id, self.user_id, record_id))
+        return _Write(record_id, event, body, provider_id, google_event_id(self.org_id, self.user_id, record_id),
+                      send_updates="all" if notify else "none")
 
     async def _write_result(self, event: CanonicalEvent, resource: dict) -> WriteResult:
         """What Google holds now, read as a listing would read it; `unmapped`: what Google cannot hold."""
