@@ -36,6 +36,7 @@ the meeting ending, not spam, and happens only for events that had attendees in 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -61,6 +62,9 @@ log = get_logger(__name__)
 # Graph's codes for a delta token it no longer knows (410 with a Location, or a 40x for Outlook).
 _SYNC_STATE_LOST = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 _LIST_PAGE = 1000  # $top for our own events: the most one events page holds
+_ZONE_KEPT_S = 3600.0  # a mailbox's time zone is read again after this: users move and change it
+# mailbox -> (its time zone, when read): all-day events are written midnight to midnight there.
+_mailbox_zones: dict[str, tuple[str, float]] = {}
 _Item = tuple[str, CanonicalEvent, str | None]
 
 
@@ -261,19 +265,20 @@ class GraphCalendarProvider:
         missing = [crm for crm, _, pid in items if pid is None]
         located = await self._locate(missing) if missing else {}
         targets = [pid or located.get(crm) for crm, _, pid in items]
-        writes = [self._write(crm, event, pid, notify) for (crm, event, _), pid in zip(items, targets)]
+        zone = await self.all_day_zone() if any(event.start.all_day for _, event, _ in items) else "UTC"
+        writes = [self._write(crm, event, pid, notify, zone) for (crm, event, _), pid in zip(items, targets)]
         answers = await self.client.batch(writes)
         # An update of an event the user deleted in Outlook: the CRM still has the event, so create it again.
         gone = [n for n, answer in enumerate(answers) if targets[n] and answer.status == 404]
         if gone:
-            again = [self._write(items[n][0], items[n][1], None, notify, replacing=targets[n]) for n in gone]
+            again = [self._write(items[n][0], items[n][1], None, notify, zone, replacing=targets[n]) for n in gone]
             for n, answer in zip(gone, await self.client.batch(again)):
                 answers[n] = answer
         return [self._result(item, answer, notify) for item, answer in zip(items, answers)]
 
     def _write(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, notify: bool,
-               replacing: str | None = None) -> BatchRequest:
-        body = mapping.canonical_to_graph(event)
+               all_day_zone: str, replacing: str | None = None) -> BatchRequest:
+        body = mapping.canonical_to_graph(event, all_day_zone=all_day_zone)
         if not notify:  # attendees written are invited: Graph has no way to write them quietly
             body.pop("attendees", None)
         body["singleValueExtendedProperties"] = ids.stamp(self.org_id, self.user_id, crm_record_id)
@@ -296,6 +301,23 @@ class GraphCalendarProvider:
             return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), None,
                                (*unmapped, f"read back: {exc}"))
         return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), written.event, tuple(unmapped))
+
+    async def all_day_zone(self) -> str:
+        """The mailbox's time zone (mailboxSettings, https://learn.microsoft.com/graph/api/user-get-mailboxsettings):
+        an all-day event written midnight to midnight in UTC shows in Outlook across two days for anyone
+        west or east of UTC. Read once an hour per mailbox; UTC when it cannot be read (logged)."""
+        kept = _mailbox_zones.get(self.mailbox.lower())
+        if kept is not None and kept[1] > time.monotonic() - _ZONE_KEPT_S:
+            return kept[0]
+        try:
+            answer = await self.client.request("GET", f"{self._user}/mailboxSettings")
+        except GraphError as exc:
+            log.warning("mailbox time zone not readable: all-day events written in UTC", mailbox=self.mailbox,
+                        error=str(exc))
+            return "UTC"
+        zone = str(answer.body.get("timeZone") or "UTC")
+        _mailbox_zones[self.mailbox.lower()] = (zone, time.monotonic())
+        return zone
 
     async def delete(self, provider_id: str) -> None:
         try:
