@@ -20,7 +20,7 @@ from schemas import (
     UpsertRecord,
 )
 from services.calendar_sync import mapping, rules
-from services.calendar_sync.model import Attendee, CanonicalEvent
+from services.calendar_sync.model import Attendee, CanonicalEvent, with_exception_date
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
 from services.calendar_sync.store import (
     CrmIndex, EventMapping, MappingStore, OrgCalendarSettings, PendingCreation, PendingCreations, ScopeState,
@@ -195,13 +195,16 @@ class CalendarEngine:
         if current is None and remote.crm_record_id:
             current = await maps.by_crm_id(remote.crm_record_id)
         if remote.event is None or remote.event.cancelled:
-            if current is None:
-                return "skipped"
-            if config.direction != Direction.CRM_TO_PROVIDER:
-                await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
-                                 f"delete:{current.crm_id}")
-            await maps.remove(current)
-            return "deleted"
+            outcome = "skipped"
+            if current is not None:
+                if config.direction != Direction.CRM_TO_PROVIDER:
+                    await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
+                                     f"delete:{current.crm_id}")
+                await maps.remove(current)
+                outcome = "deleted"
+            if remote.series_id and remote.original_start is not None:  # one occurrence of a series cancelled
+                return await self._exclude_occurrence(config, provider, remote, maps) or outcome
+            return outcome
         if current is not None and rules.provider_change_is_echo(remote.event, current.provider_fingerprint):
             return "skipped"
         if config.direction == Direction.CRM_TO_PROVIDER:
@@ -242,6 +245,24 @@ class CalendarEngine:
                                      provider_fingerprint, etag, crm_modified_at=seen), current)
         return "conflict" if conflicts else "pulled"
 
+    async def _exclude_occurrence(self, config, provider, remote: ProviderEvent, maps: MappingStore) -> str | None:
+        """A cancelled occurrence of a synced series: the series, on both sides, excludes its date (EXDATE),
+        so the CRM's series and the provider's master stay one event with one rule. None: not synced."""
+        series = await maps.by_provider_id(remote.series_id)
+        if series is None or series.snapshot is None or remote.original_start is None:
+            return None
+        target = with_exception_date(series.snapshot, remote.original_start)
+        if target.recurrence == series.snapshot.recurrence:
+            return None  # excluded already
+        if config.direction != Direction.CRM_TO_PROVIDER:
+            await self._update_crm(config, series.crm_id, target, f"exclude:{remote.provider_id}",
+                                   before=series.snapshot)
+        result = await provider.upsert(series.crm_id, target, series.provider_id)
+        await maps.save(EventMapping(series.crm_id, result.provider_id, target, target.fingerprint(),
+                                     (result.written or target).fingerprint(), result.etag,
+                                     crm_modified_at=series.crm_modified_at), series)
+        return "pulled"
+
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
         """A provider event we have no mapping for: ours with a lost mapping, a shared meeting, or new."""
         event = remote.event
@@ -249,10 +270,13 @@ class CalendarEngine:
             await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, event, None,
                                          event.fingerprint(), remote.etag), None)
             return "linked"
-        meeting = rules.meeting_key(event)
+        # An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series.
+        meeting = None if remote.series_id else rules.meeting_key(event)
         owner = config.user_id
         external_ref = f"{config.integration.value}:{remote.provider_id}"
         fields = mapping.canonical_to_crm(event)
+        if remote.series_id:
+            fields |= await self._series_fields(maps, remote)
         if meeting:
             external_ref = f"meeting:{_digest(meeting)}"
             owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id)
@@ -376,6 +400,13 @@ class CalendarEngine:
             return
         action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id, fields=fields)
         await self._send(config, action, f"update:{crm_id}:{idempotency}")
+
+    @staticmethod
+    async def _series_fields(maps: MappingStore, remote: ProviderEvent) -> dict:
+        """How the CRM ties an exception to its series: the series' record and the occurrence's original start."""
+        series = await maps.by_provider_id(remote.series_id)
+        original = remote.original_start.rfc3339() if remote.original_start is not None else None
+        return {"Series_Id": series.crm_id if series else None, "Original_Start": original}
 
     @staticmethod
     def _provider_time(remote: ProviderEvent) -> dt.datetime:

@@ -20,6 +20,7 @@ from services.calendar_sync.mapping_google import (
     GOOGLE_LIMITS,
     canonical_to_google,
     fit_google,
+    google_original_start,
     google_to_canonical,
 )
 from services.calendar_sync.mapping_graph import (
@@ -32,5 +33,5 @@ from services.calendar_sync.mapping_graph import (
 __all__ = [
     "GOOGLE_LIMITS", "GRAPH_LIMITS", "InvalidEvent", "Mapped", "ProviderLimits",
     "canonical_to_crm", "canonical_to_google", "canonical_to_graph", "changed_crm_fields", "crm_to_canonical",
-    "fit_google", "fit_graph", "google_to_canonical", "graph_to_canonical",
+    "fit_google", "fit_graph", "google_original_start", "google_to_canonical", "graph_to_canonical",
 ]

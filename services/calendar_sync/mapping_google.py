@@ -84,6 +84,20 @@ def google_to_canonical(raw: dict, calendar_time_zone: str | None = None) -> Map
     return report.mapped(event)
 
 
+def google_original_start(raw: dict, calendar_time_zone: str | None = None) -> EventTime | None:
+    """For an exception of a recurring series (an instance with `recurringEventId`), the start it had in
+    the series (`originalStartTime`, immutable; a cancelled exception may carry nothing else); None for
+    any other event. InvalidEvent when malformed."""
+    original = raw.get("originalStartTime")
+    if not raw.get("recurringEventId") or not isinstance(original, dict):
+        return None
+    if original.get("date"):
+        return EventTime.on(parse_date(original["date"], "originalStartTime.date"))
+    if not original.get("dateTime"):
+        raise InvalidEvent("originalStartTime: neither date nor dateTime")
+    return _google_time(original, "originalStartTime", calendar_time_zone, Report())
+
+
 def _google_range(start: object, end: object, calendar_zone: str | None, report: Report) -> tuple[EventTime, EventTime]:
     if not isinstance(start, dict) or not (start.get("date") or start.get("dateTime")):
         raise InvalidEvent("start: neither date nor dateTime")

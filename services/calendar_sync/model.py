@@ -238,6 +238,16 @@ def unique_attendees(attendees) -> tuple[Attendee, ...]:
     return tuple(by_email[email] for email in sorted(by_email))
 
 
+def with_exception_date(event: CanonicalEvent, original_start: EventTime) -> CanonicalEvent:
+    """The series without the occurrence that started at `original_start` (an EXDATE line, RFC 5545:
+    a date for all-day series, else the instant in UTC), as a cancelled occurrence is held canonically."""
+    if original_start.date is not None:
+        line = f"EXDATE;VALUE=DATE:{original_start.date.strftime('%Y%m%d')}"
+    else:
+        line = f"EXDATE:{original_start.instant().astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return CanonicalEvent.model_validate(event.model_dump() | {"recurrence": (*event.recurrence, line)})
+
+
 MERGED_FIELDS: tuple[str, ...] = (
     "title", "description", "location", "start", "end", "reminders_minutes", "attendees", "recurrence",
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync.model import CanonicalEvent, EventTime
 
 
 class AuthFailed(Exception):
@@ -34,6 +34,8 @@ class ProviderEvent:
     etag: str | None = None
     updated_at: str | None = None  # RFC 3339, for last-writer-wins on both-sides conflicts
     raw_problems: tuple[str, ...] = ()  # what could not be mapped (malformed date, unknown tz ...)
+    series_id: str | None = None  # an exception of a recurring series: the series' provider id
+    original_start: EventTime | None = None  # ... and the start the occurrence had in the series
 
 
 @dataclass(frozen=True)

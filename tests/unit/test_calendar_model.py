@@ -88,3 +88,16 @@ def test_the_fingerprint_is_equal_for_equal_meaning_and_ignores_the_ical_uid():
     assert same.fingerprint() == meeting().fingerprint()
     assert meeting(title="Other").fingerprint() != meeting().fingerprint()
     assert meeting(start=at("2026-11-24T10:00:00+01:00", "Europe/Paris")).fingerprint() != meeting().fingerprint()
+
+
+def test_a_cancelled_occurrence_is_an_exception_date_of_its_series():
+    from services.calendar_sync.model import with_exception_date
+
+    series = meeting(recurrence=("RRULE:FREQ=WEEKLY;COUNT=5",))
+    timed = with_exception_date(series, at("2026-12-01T10:00:00+01:00", "Europe/Berlin"))
+    assert timed.recurrence == ("RRULE:FREQ=WEEKLY;COUNT=5", "EXDATE:20261201T090000Z"), "the instant, in UTC"
+    assert timed.fingerprint() != series.fingerprint()
+    whole_days = meeting(start=day("2026-11-24"), end=day("2026-11-25"), recurrence=("RRULE:FREQ=DAILY",))
+    assert with_exception_date(whole_days, day("2026-11-26")).recurrence[-1] == "EXDATE;VALUE=DATE:20261126"
+    again = with_exception_date(timed, at("2026-12-01T09:00:00Z"))
+    assert again.recurrence == timed.recurrence, "the same occurrence twice: one line"

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import parse_qs, urlencode
 
-from services.calendar_sync.mapping import InvalidEvent, canonical_to_google, fit_google, google_to_canonical
+from services.calendar_sync.mapping import (
+    InvalidEvent,
+    canonical_to_google,
+    fit_google,
+    google_original_start,
+    google_to_canonical,
+)
 from services.calendar_sync.model import CanonicalEvent
 from services.calendar_sync.ports import ChangePage, Channel, NotWritable, ProviderEvent, WriteResult
 from services.calendar_sync.rules import google_event_id
@@ -272,7 +278,8 @@ class GoogleCalendarProvider:
         record_id = private.get(RECORD_PROPERTY) if ours else None
         mapped = google_to_canonical(item, zone)  # None for a cancelled (deleted) event
         return ProviderEvent(item["id"], mapped.event, record_id, item.get("etag"), item.get("updated"),
-                             mapped.problems)
+                             mapped.problems, series_id=item.get("recurringEventId"),
+                             original_start=google_original_start(item, zone))
 
     async def _calendar_zone(self) -> str:
         zone = _zones.get(self._zone_key)
