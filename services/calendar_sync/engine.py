@@ -192,7 +192,7 @@ class CalendarEngine:
                                    remote: ProviderEvent, own_address: str) -> str:
         maps = MappingStore(self.redis, config.key)
         current = await maps.by_provider_id(remote.provider_id)
-        if current is None and remote.crm_record_id:
+        if current is None and remote.crm_record_id and not remote.series_id:  # an exception inherits the series' id
             current = await maps.by_crm_id(remote.crm_record_id)
         if remote.event is None or remote.event.cancelled:
             outcome = "skipped"
@@ -266,9 +266,9 @@ class CalendarEngine:
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
         """A provider event we have no mapping for: ours with a lost mapping, a shared meeting, or new."""
         event = remote.event
-        if remote.crm_record_id and await self.index.event(config.org_id, config.user_id, remote.crm_record_id):
-            await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, event, None,
-                                         event.fingerprint(), remote.etag), None)
+        ours = remote.crm_record_id if not remote.series_id else None  # an exception inherits the series' id
+        if ours and await self.index.event(config.org_id, config.user_id, ours):
+            await maps.save(EventMapping(ours, remote.provider_id, event, None, event.fingerprint(), remote.etag), None)
             return "linked"
         # An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series.
         meeting = None if remote.series_id else rules.meeting_key(event)

@@ -14,6 +14,7 @@ The reference CRM is schema-less; its Events module uses Zoho-style field names:
 | Reminders | [{"minutes": int, "method": "popup"/"email"}] |
 | Recurrence | RFC 5545 lines: "RRULE:...", "EXDATE:...", "RDATE:..." |
 | ICal_UID | str, the meeting's iCalendar UID when it came from a provider |
+| Series_Id, Original_Start | an exception of a recurring series: the series' record id, and the start the occurrence had in it (RFC 3339 or a date); set by calendar_sync, not part of the canonical event. A cancelled occurrence is an EXDATE line of the series' Recurrence instead |
 
 Decisions:
 - All-day events are stored as dates, the end date inclusive (an event on 1 May has Start 1 May and

@@ -1,0 +1,45 @@
+"""Exceptions of a recurring series, Google, end to end: an occurrence cancelled in Google becomes an
+EXDATE of the CRM's series; an occurrence modified in Google becomes its own CRM event tied to the series
+(Series_Id, Original_Start), and later CRM edits of it reach that occurrence, not the series.
+"""
+import pytest
+
+from tests.e2e import test_calendar_google as google
+from tests.fixtures.net import wait_for
+
+pytestmark = pytest.mark.integration
+
+SERIES = google.EVENT | {"Event_Title": "Weekly review", "Recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"]}
+
+
+def test_google_exceptions_of_a_series_reach_the_crm_and_back(calendar_stack):
+    stack = calendar_stack
+    org, ann = google.connected(stack)
+    series = stack.crm.create_event(org, "ann", **SERIES)
+    master = google.one_google_event(stack, ann)
+    assert master["recurrence"] == ["RRULE:FREQ=WEEKLY;COUNT=4"]
+    instances = ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
+        num_retries=google.RETRIES)["items"]
+    assert len(instances) == 4
+
+    ann.calendar.events().delete(calendarId="primary", eventId=instances[1]["id"]).execute(num_retries=google.RETRIES)
+    wait_for(lambda: "EXDATE:20300311T090000Z" in google.crm_record(stack, org, series["id"])["fields"]["Recurrence"],
+             45, what=f"the cancelled occurrence in the CRM's series; {stack.worker_log()}")
+
+    ann.calendar.events().patch(calendarId="primary", eventId=instances[2]["id"],
+                                body={"summary": "Review, moved"}).execute(num_retries=google.RETRIES)
+    wait_for(lambda: len(stack.crm.records(org)) == 2, 45, what=f"the modified occurrence in the CRM; {stack.worker_log()}")
+    [exception] = [r for r in stack.crm.records(org) if r["id"] != series["id"]]
+    assert exception["fields"]["Event_Title"] == "Review, moved"
+    assert exception["fields"]["Series_Id"] == series["id"]
+    assert exception["fields"]["Original_Start"] == "2030-03-18T10:00:00+01:00"
+    assert google.crm_record(stack, org, series["id"])["fields"]["Event_Title"] == "Weekly review", "series untouched"
+
+    stack.crm.update(org, "Events", exception["id"], Event_Title="Review, moved again")
+    occurrence = lambda: ann.calendar.events().get(calendarId="primary", eventId=instances[2]["id"]).execute(  # noqa: E731
+        num_retries=google.RETRIES)
+    wait_for(lambda: occurrence()["summary"] == "Review, moved again", 45,
+             what=f"the CRM edit on the occurrence; {stack.worker_log()}")
+    remaining = ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
+        num_retries=google.RETRIES)["items"]
+    assert [i["summary"] for i in remaining] == ["Weekly review", "Review, moved again", "Weekly review"]
