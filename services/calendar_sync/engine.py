@@ -95,7 +95,8 @@ class CalendarEngine:
             await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
                                          crm_event.fingerprint() if crm_event else None,
                                          pending.provider_fingerprint, pending.etag,
-                                         crm_modified_at=change.modified_at.isoformat()), previous)
+                                         crm_modified_at=change.modified_at.isoformat(),
+                                         provider_snapshot=pending.snapshot), previous)
         return CrmObservation(echo=True, owners=owners)
 
     async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
@@ -140,7 +141,8 @@ class CalendarEngine:
             if remote is not None and remote.event is not None \
                     and remote.event.fingerprint() != current.provider_fingerprint:
                 merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
-                                              self._provider_time(remote), provider_holds=_holds(config))
+                                              self._provider_time(remote), provider_holds=_holds(config),
+                                              provider_base=current.provider_snapshot)
                 target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
         notify = await self._notifies(config, made_by, current, crm_event)
         result = await provider.upsert(change.record_id, target, current.provider_id if current else None,
@@ -153,7 +155,7 @@ class CalendarEngine:
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
                                      target.fingerprint() if to_crm else crm_event.fingerprint(),
                                      written.fingerprint(), result.etag,
-                                     crm_modified_at=change.modified_at.isoformat()), current)
+                                     crm_modified_at=change.modified_at.isoformat(), provider_snapshot=written), current)
         return SyncReport(pushed=1, conflicts=len(conflicts))
 
     # --- the provider's side ----------------------------------------------------------------------
@@ -210,7 +212,8 @@ class CalendarEngine:
         if config.direction == Direction.CRM_TO_PROVIDER:
             if current is None and remote.crm_record_id:  # ours, mapping lost: link it again
                 await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, remote.event, None,
-                                             remote.event.fingerprint(), remote.etag), None)
+                                             remote.event.fingerprint(), remote.etag,
+                                             provider_snapshot=remote.event), None)
             return "skipped"
         if config.guests_as_contacts:
             await self._add_guests_as_contacts(config, remote.event.attendees, own_address)
@@ -232,17 +235,18 @@ class CalendarEngine:
             except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
                 crm_event = current.snapshot
             merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, crm_change.modified_at,
-                                          self._provider_time(remote), provider_holds=_holds(config))
+                                          self._provider_time(remote), provider_holds=_holds(config),
+                                          provider_base=current.provider_snapshot)
             target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
         await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}",
                                before=crm_event)
-        provider_fingerprint, etag = remote.event.fingerprint(), remote.etag
+        held, etag = remote.event, remote.etag
         if to_provider:
             result = await provider.upsert(current.crm_id, target, remote.provider_id)
-            provider_fingerprint, etag = (result.written or target).fingerprint(), result.etag
+            held, etag = result.written or target, result.etag
         await self._log_conflicts(config, current.crm_id, conflicts)
         await maps.save(EventMapping(current.crm_id, remote.provider_id, target, target.fingerprint(),
-                                     provider_fingerprint, etag, crm_modified_at=seen), current)
+                                     held.fingerprint(), etag, crm_modified_at=seen, provider_snapshot=held), current)
         return "conflict" if conflicts else "pulled"
 
     async def _exclude_occurrence(self, config, provider, remote: ProviderEvent, maps: MappingStore) -> str | None:
@@ -258,9 +262,10 @@ class CalendarEngine:
             await self._update_crm(config, series.crm_id, target, f"exclude:{remote.provider_id}",
                                    before=series.snapshot)
         result = await provider.upsert(series.crm_id, target, series.provider_id)
+        held = result.written or target
         await maps.save(EventMapping(series.crm_id, result.provider_id, target, target.fingerprint(),
-                                     (result.written or target).fingerprint(), result.etag,
-                                     crm_modified_at=series.crm_modified_at), series)
+                                     held.fingerprint(), result.etag, crm_modified_at=series.crm_modified_at,
+                                     provider_snapshot=held), series)
         return "pulled"
 
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
@@ -268,7 +273,8 @@ class CalendarEngine:
         event = remote.event
         ours = remote.crm_record_id if not remote.series_id else None  # an exception inherits the series' id
         if ours and await self.index.event(config.org_id, config.user_id, ours):
-            await maps.save(EventMapping(ours, remote.provider_id, event, None, event.fingerprint(), remote.etag), None)
+            await maps.save(EventMapping(ours, remote.provider_id, event, None, event.fingerprint(), remote.etag,
+                                         provider_snapshot=event), None)
             return "linked"
         # An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series.
         meeting = None if remote.series_id else rules.meeting_key(event)
@@ -344,8 +350,9 @@ class CalendarEngine:
         for (record_id, event, _), result in zip(items, results):
             if isinstance(result, Exception):
                 raise result  # the job is retried whole: upserts already done are idempotent
-            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(),
-                                         (result.written or event).fingerprint(), result.etag), candidates[record_id][1])
+            held = result.written or event
+            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
+                                         result.etag, provider_snapshot=held), candidates[record_id][1])
         return len(items)
 
     async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
@@ -461,9 +468,12 @@ class CalendarEngine:
 
 
 def _holds(config: IntegrationConfig) -> Callable[[CanonicalEvent], CanonicalEvent]:
-    """The event as the provider can hold it: what it cut (a long description) is no edit of the user's."""
-    fit = mapping.fit_google if config.integration == Integration.GOOGLE_CALENDAR else mapping.fit_graph
-    return lambda event: fit(event).event
+    """The event as a sync's write leaves it at the provider: what it cut (a long description) is no edit
+    of the user's. Outlook takes no attendees from a sync's own writes (writing them invites): compared
+    as absent there, an Outlook copy without the CRM's participants neither clears them nor asks a write."""
+    if config.integration == Integration.GOOGLE_CALENDAR:
+        return lambda event: mapping.fit_google(event).event
+    return lambda event: mapping.fit_graph(event).event.model_copy(update={"attendees": ()})
 
 
 def _with_participant(participants: list[dict], address: str) -> list[dict]:

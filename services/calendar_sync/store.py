@@ -45,17 +45,22 @@ class EventMapping:
     etag: str | None = None
     version: int = 0
     crm_modified_at: str | None = None  # of the CRM version the last sync took in (ISO); older changes are stale
+    # The event as the provider held it after the last sync: the provider side's base in a three-way
+    # merge (it may lack what the provider does not take, e.g. attendees Outlook was not sent).
+    provider_snapshot: CanonicalEvent | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["snapshot"] = self.snapshot.model_dump(mode="json") if self.snapshot else None
+        for name in ("snapshot", "provider_snapshot"):
+            event = getattr(self, name)
+            data[name] = event.model_dump(mode="json") if event else None
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: str) -> "EventMapping":
         data = json.loads(raw)
-        snapshot = data.pop("snapshot")
-        return cls(snapshot=CanonicalEvent.model_validate(snapshot) if snapshot else None, **data)
+        events = {name: data.pop(name, None) for name in ("snapshot", "provider_snapshot")}
+        return cls(**{name: CanonicalEvent.model_validate(e) if e else None for name, e in events.items()}, **data)
 
 
 class VersionConflict(TransientError):

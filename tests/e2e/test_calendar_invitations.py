@@ -86,3 +86,16 @@ def test_outlook_gets_the_participants_only_when_inviting_them_is_allowed(calend
     [mine] = [e for e in ann.events() if e["subject"] == "Invited"]
     assert [a["emailAddress"]["address"] for a in mine["attendees"]] == [bob.account["email"]]
     assert len(stack.crm.records(org)) == 2, "Bob's copy of Ann's meeting stays out of the CRM"
+
+
+def test_an_outlook_edit_keeps_the_participants_only_the_crm_holds(calendar_stack):
+    stack = calendar_stack
+    org, ann = microsoft.connected(stack)
+    record = stack.crm.create_event(org, "ann", **(microsoft.EVENT | {"Participants": GUESTS}))
+    event = microsoft.one_outlook_event(stack, ann)
+    assert event.get("attendees", []) == [], "not invited: the participants stay in the CRM"
+    ann.patch(event["id"], {"location": {"displayName": "Outlook room"}})
+    wait_for(lambda: google.crm_record(stack, org, record["id"])["fields"]["Venue"] == "Outlook room", 45,
+             what=f"the Outlook edit in the CRM; {stack.worker_log()}")
+    participants = google.crm_record(stack, org, record["id"])["fields"]["Participants"]
+    assert [p["Email"] for p in participants] == [g["Email"] for g in GUESTS], "Outlook's empty list is no deletion"
