@@ -20,7 +20,7 @@ from schemas import (
     UpsertRecord,
 )
 from services.calendar_sync import mapping, rules
-from services.calendar_sync.model import Attendee, CanonicalEvent, with_exception_date
+from services.calendar_sync.model import Attendee, CanonicalEvent, EventTime, exception_dates, with_exception_date
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
 from services.calendar_sync.store import (
     CrmIndex, EventMapping, MappingStore, OrgCalendarSettings, PendingCreation, PendingCreations, ScopeState,
@@ -144,9 +144,17 @@ class CalendarEngine:
                                               self._provider_time(remote), provider_holds=_holds(config),
                                               provider_base=current.provider_snapshot)
                 target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
+        provider_id = current.provider_id if current else None
+        occurrence = mapping.crm_occurrence(change.fields) if current is None else None
+        if occurrence is not None:  # an exception of a series: written over the series' occurrence
+            provider_id = await self._occurrence_of(provider, maps, *occurrence)
+            if provider_id is None:
+                log.warning("crm exception not synced: its series or occurrence is not in the calendar",
+                            record_id=change.record_id, series_id=occurrence[0])
+                return SyncReport(skipped=1)
         notify = await self._notifies(config, made_by, current, crm_event)
-        result = await provider.upsert(change.record_id, target, current.provider_id if current else None,
-                                       notify=notify)
+        result = await provider.upsert(change.record_id, target, provider_id, notify=notify)
+        await self._delete_excluded_occurrences(config, provider, current, target, result.provider_id)
         if to_crm:
             await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}",
                                    before=crm_event)
@@ -267,6 +275,29 @@ class CalendarEngine:
                                      held.fingerprint(), result.etag, crm_modified_at=series.crm_modified_at,
                                      provider_snapshot=held), series)
         return "pulled"
+
+    @staticmethod
+    async def _occurrence_of(provider: CalendarProvider, maps: MappingStore, series_crm_id: str,
+                             original_start: EventTime) -> str | None:
+        series = await maps.by_crm_id(series_crm_id)
+        return None if series is None else await provider.occurrence_id(series.provider_id, original_start)
+
+    async def _delete_excluded_occurrences(self, config, provider: CalendarProvider, current: EventMapping | None,
+                                           series: CanonicalEvent, series_provider_id: str) -> None:
+        """Dates the CRM newly excluded from a series (EXDATE) that the provider cannot hold as a rule
+        (Graph keeps exceptions as occurrences of their own): the occurrences are deleted one by one."""
+        held = set(_holds(config)(series).recurrence)
+        not_held = tuple(line for line in series.recurrence if line not in held)
+        if not not_held:
+            return
+        known = current.snapshot.recurrence if current is not None and current.snapshot is not None else ()
+        excluded_before = {t.instant() for t in exception_dates(known)}
+        for original in exception_dates(not_held):
+            if original.instant() in excluded_before:
+                continue
+            occurrence = await provider.occurrence_id(series_provider_id, original)
+            if occurrence is not None:
+                await provider.delete(occurrence)
 
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
         """A provider event we have no mapping for: ours with a lost mapping, a shared meeting, or new."""

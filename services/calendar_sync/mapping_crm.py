@@ -137,6 +137,22 @@ def _crm_recurrence(lines: object, report: Report) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def crm_occurrence(fields: dict) -> tuple[str, EventTime] | None:
+    """For a CRM event that is an exception of a recurring series: the series' record id and the start the
+    occurrence had in it (Series_Id, Original_Start); None for any other event. InvalidEvent when the
+    original start is malformed or missing."""
+    series_id = str(fields.get("Series_Id") or "").strip()
+    if not series_id:
+        return None
+    original = fields.get("Original_Start")
+    if _is_bare_date(original):
+        return series_id, EventTime.on(parse_date(original, "Original_Start"))
+    moment = parse_date_time(original, "Original_Start")
+    if moment.tzinfo is None:
+        raise InvalidEvent(f"Original_Start {original!r} has no UTC offset")
+    return series_id, EventTime.at(moment, str(fields.get("Time_Zone") or "").strip() or None)
+
+
 # --- canonical -> CRM ---------------------------------------------------------------------------
 
 

@@ -81,6 +81,24 @@ def graph_to_canonical(raw: dict) -> Mapped:
     return report.mapped(event)
 
 
+def graph_original_start(raw: dict) -> EventTime | None:
+    """For an exception of a series (`type` exception, `seriesMasterId`): the start the occurrence had in
+    the series, from `originalStart` (an instant, UTC: https://learn.microsoft.com/graph/api/resources/event),
+    kept in the event's own zone; for an all-day series, that day in the event's zone. None for any other
+    event. InvalidEvent when malformed."""
+    if raw.get("type") != "exception" or not raw.get("seriesMasterId"):
+        return None
+    moment = parse_date_time(re.sub(r"(\.\d{6})\d+", r"\1", str(raw.get("originalStart") or "")), "originalStart")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    report = Report()
+    zone_name = _original_zone(raw, "start", report) or "UTC"
+    if raw.get("isAllDay"):
+        zone = known_zone(zone_name) or dt.UTC
+        return EventTime.on(moment.astimezone(zone).date())
+    return EventTime.at(moment, zone_name)
+
+
 def _graph_body_text(body: object) -> str:
     if not isinstance(body, dict):
         return ""

@@ -83,6 +83,10 @@ class CalendarProvider(Protocol):
     async def delete(self, provider_id: str) -> None:
         """Delete; an event already gone is not an error."""
 
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """The id of the series' occurrence (or exception) that started at `original_start` in the series,
+        None when the series has none there: where an exception is written, or a cancelled date deleted."""
+
     async def find_by_crm_id(self, crm_record_id: str) -> ProviderEvent | None:
         """The event we wrote for this record earlier, found by our extended property."""
 

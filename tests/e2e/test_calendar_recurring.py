@@ -43,3 +43,32 @@ def test_google_exceptions_of_a_series_reach_the_crm_and_back(calendar_stack):
     remaining = ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
         num_retries=google.RETRIES)["items"]
     assert [i["summary"] for i in remaining] == ["Weekly review", "Review, moved again", "Weekly review"]
+
+
+def test_crm_exceptions_of_a_series_reach_google_as_its_occurrences(calendar_stack):
+    stack = calendar_stack
+    org, ann = google.connected(stack)
+    series = stack.crm.create_event(org, "ann", **SERIES)
+    master = google.one_google_event(stack, ann)
+
+    def occurrences() -> list[dict]:
+        return ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
+            num_retries=google.RETRIES)["items"]
+
+    stack.crm.update(org, "Events", series["id"], Recurrence=["RRULE:FREQ=WEEKLY;COUNT=4", "EXDATE:20300311T090000Z"])
+    wait_for(lambda: len(occurrences()) == 3, 45, what=f"the excluded date gone from Google; {stack.worker_log()}")
+    assert "2030-03-11" not in {o["start"]["dateTime"][:10] for o in occurrences()}
+
+    moved = stack.crm.create_event(org, "ann", **(google.EVENT | {
+        "Event_Title": "Review, in the big room", "Venue": "Big room", "Series_Id": series["id"],
+        "Original_Start": "2030-03-18T10:00:00+01:00", "Start_DateTime": "2030-03-18T14:00:00+01:00",
+        "End_DateTime": "2030-03-18T15:00:00+01:00"}))
+    wait_for(lambda: [o["summary"] for o in occurrences()] == ["Weekly review", "Review, in the big room",
+                                                               "Weekly review"], 45,
+             what=f"the CRM's exception on its occurrence; {stack.worker_log()}")
+    [exception] = [o for o in occurrences() if o["summary"] == "Review, in the big room"]
+    assert exception["start"]["dateTime"] == "2030-03-18T14:00:00+01:00" and exception["location"] == "Big room"
+    assert exception["recurringEventId"] == master["id"]
+    assert len(ann.events()) == 2, "the series and its exception: no stand-alone copy"
+    assert google.crm_record(stack, org, moved["id"])["fields"]["Event_Title"] == "Review, in the big room"
+    assert len(stack.crm.records(org)) == 2, "the exception's own echo made no third CRM event"

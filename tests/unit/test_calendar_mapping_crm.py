@@ -223,3 +223,17 @@ def test_a_changed_time_range_is_written_whole_and_participants_keep_their_crm_t
     current = {"Participants": [{"type": "contact", "Email": "ann@x.com"}]}
     assert changed_crm_fields(before, answered, current)["Participants"] == [
         {"type": "contact", "Email": "ann@x.com", "name": "", "status": "accepted", "optional": False}]
+
+
+def test_an_exception_of_a_series_names_its_series_and_original_start():
+    from services.calendar_sync.mapping import crm_occurrence
+
+    timed = crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01T10:00:00+01:00",
+                            "Time_Zone": "Europe/Berlin"})
+    assert timed == ("rec-1", at("2026-12-01T10:00:00+01:00", "Europe/Berlin"))
+    assert crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01"}) == ("rec-1", day("2026-12-01"))
+    assert crm_occurrence({"Event_Title": "Single"}) is None
+    with pytest.raises(InvalidEvent, match="Original_Start"):
+        crm_occurrence({"Series_Id": "rec-1", "Original_Start": "first Monday"})
+    with pytest.raises(InvalidEvent, match="no UTC offset"):
+        crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01T10:00:00"})

@@ -101,3 +101,16 @@ def test_a_cancelled_occurrence_is_an_exception_date_of_its_series():
     assert with_exception_date(whole_days, day("2026-11-26")).recurrence[-1] == "EXDATE;VALUE=DATE:20261126"
     again = with_exception_date(timed, at("2026-12-01T09:00:00Z"))
     assert again.recurrence == timed.recurrence, "the same occurrence twice: one line"
+
+
+def test_the_dates_an_exdate_removes_are_read_in_every_form_rfc_5545_writes():
+    from services.calendar_sync.model import exception_dates
+
+    lines = ("RRULE:FREQ=DAILY", "EXDATE:20261201T090000Z,20261208T090000Z", "EXDATE;VALUE=DATE:20261203",
+             "EXDATE;TZID=Europe/Berlin:20261205T100000", "EXDATE:not-a-date", "EXDATE;TZID=Mars/Base:20261205T100000")
+    found = exception_dates(lines)
+    assert [t.instant() for t in found] == [
+        dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC), dt.datetime(2026, 12, 8, 9, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 3, tzinfo=dt.UTC), dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)]
+    assert found[2] == day("2026-12-03") and found[3].time_zone == "Europe/Berlin"
+    assert exception_dates(("RRULE:FREQ=WEEKLY",)) == []

@@ -27,7 +27,7 @@ from services.calendar_sync.mapping import (
     google_original_start,
     google_to_canonical,
 )
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, NotWritable, ProviderEvent, WriteResult
 from services.calendar_sync.rules import google_event_id
 from services.common.logging import get_logger
@@ -166,6 +166,26 @@ class GoogleCalendarProvider:
             privateExtendedProperty=[f"{RECORD_PROPERTY}={crm_record_id}", f"{ORG_PROPERTY}={self.org_id}"]))
         found = self._provider_events(page)
         return found[0] if found else None
+
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """events.instances with `originalStart` (https://developers.google.com/calendar/api/v3/reference/events/instances);
+        the answer is matched on originalStartTime too, so a wider answer cannot give a wrong occurrence."""
+        try:
+            page = await self.api.call(lambda s: s.events().instances(
+                calendarId=self.calendar_id, eventId=series_id, originalStart=original_start.rfc3339(),
+                maxResults=MAX_PAGE))
+        except GoogleApiError as error:
+            if error.status in (404, 410):
+                return None
+            _raise_refusal(error)
+        for item in page.get("items", []):
+            try:
+                found = google_original_start(item, page.get("timeZone"))
+            except InvalidEvent:
+                continue
+            if found is not None and found.instant() == original_start.instant():
+                return item["id"]
+        return None
 
     # --- writing ----------------------------------------------------------------------------------
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,

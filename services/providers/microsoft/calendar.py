@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from services.calendar_sync import mapping
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync import rules
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
 from services.common.logging import get_logger
 from services.common.settings import Settings
@@ -156,6 +157,8 @@ class GraphCalendarProvider:
             removed = item.get("@removed", {}).get("reason")
             if removed == "deleted":
                 deleted.add(item["id"])
+            elif item.get("type") == "exception":  # an occurrence edited on its own: an event of its own
+                to_read.append(item["id"])
             elif removed or item.get("seriesMasterId"):
                 to_read.append(item.get("seriesMasterId") or item["id"])
             else:
@@ -173,9 +176,10 @@ class GraphCalendarProvider:
 
         events: dict[str, ProviderEvent] = {}
         for item in items:
-            event_id = item["id"] if item["id"] in deleted else item.get("seriesMasterId") or item["id"]
+            own = item["id"] in deleted or item.get("type") == "exception"
+            event_id = item["id"] if own else item.get("seriesMasterId") or item["id"]
             raw = found.events.get(event_id)
-            if raw is not None and raw.get("seriesMasterId"):
+            if raw is not None and raw.get("seriesMasterId") and raw.get("type") != "exception":
                 raw = found.events.get(raw["seriesMasterId"])
             if raw is None:
                 events.setdefault(event_id, ProviderEvent(event_id, None))
@@ -208,6 +212,7 @@ class GraphCalendarProvider:
         which is skipped rather than stopping the user's sync or passing for a deletion."""
         try:
             mapped = mapping.graph_to_canonical(raw)
+            original_start = mapping.graph_original_start(raw)
         except mapping.InvalidEvent as exc:
             log.warning("outlook event not mappable: skipped", mailbox=self.mailbox, event_id=raw.get("id"),
                         reason=str(exc))
@@ -219,7 +224,28 @@ class GraphCalendarProvider:
             etag=raw.get("@odata.etag"),
             updated_at=raw.get("lastModifiedDateTime"),
             raw_problems=tuple(mapped.problems) + tuple(mapped.unmapped),
+            series_id=raw.get("seriesMasterId") if original_start is not None else None,
+            original_start=original_start,
         )
+
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """The series' instances around that start (https://learn.microsoft.com/graph/api/event-list-instances),
+        matched on `originalStart`, which occurrences and exceptions carry; a cancelled occurrence is not
+        listed (None)."""
+        moment = original_start.instant()
+        params = {"startDateTime": _graph_time(moment - dt.timedelta(days=1)),
+                  "endDateTime": _graph_time(moment + dt.timedelta(days=2))}
+        try:
+            answer = await self.client.request("GET", f"{self._event_path(series_id)}/instances", params=params)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for raw in answer.body.get("value", []):
+            original = rules.modified_time(raw.get("originalStart"))  # an instant, as the modification times
+            if original == moment:
+                return raw["id"]
+        return None
 
     # --- our events by CRM record -----------------------------------------------------------------
     async def find_by_crm_id(self, crm_record_id: str) -> ProviderEvent | None:
