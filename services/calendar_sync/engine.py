@@ -87,8 +87,13 @@ class CalendarEngine:
         owners = (change.owner_id, moved_from) if moved_from else (change.owner_id,)
         if not is_our_correlation(change.correlation_id):
             return CrmObservation(echo=False, owners=owners)
-        pending = await self.pending.take(change.correlation_id)
-        if pending is not None:  # the CRM created the event we asked for: now both ids are known
+        taken = await self.pending.take(change.correlation_id)
+        if taken is not None and taken[1]:  # deleted at the provider before its CRM record existed
+            await self._command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
+                                                                            record_id=change.record_id),
+                                f"delete:{change.record_id}")
+        elif taken is not None:  # the CRM created the event we asked for: now both ids are known
+            pending = taken[0]
             maps = MappingStore(self.redis, pending.scope)
             previous = await maps.by_crm_id(change.record_id)
             crm_event = mapping.crm_to_canonical(change.fields).event
@@ -206,6 +211,8 @@ class CalendarEngine:
             current = await maps.by_crm_id(remote.crm_record_id)
         if remote.event is None or remote.event.cancelled:
             outcome = "skipped"
+            if current is None and await self.pending.mark_gone(config.key, remote.provider_id):
+                outcome = "deleted"  # its CRM record is being created: deleted as soon as its id is known
             if current is not None:
                 if config.direction != Direction.CRM_TO_PROVIDER:
                     await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
@@ -466,11 +473,14 @@ class CalendarEngine:
         return rules.send_updates(previous, event, changed_by_user=True, org_setting=setting) != "none"
 
     async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
+        await self._command(config.org_id, config.key, action, idempotency, correlation_id)
+
+    async def _command(self, org_id: str, scope: str, action, idempotency: str, correlation_id: str | None = None):
         command = CrmCommand(
-            org_id=config.org_id,
-            idempotency_key=f"{config.key}:{idempotency}"[:512],
+            org_id=org_id,
+            idempotency_key=f"{scope}:{idempotency}"[:512],
             correlation_id=correlation_id or CORRELATION_PREFIX + uuid.uuid4().hex,
-            issued_by=config.integration.value,
+            issued_by=scope.rsplit(":", 1)[-1],
             issued_at=self.now(),
             action=action,
         )

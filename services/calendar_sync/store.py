@@ -211,20 +211,36 @@ class PendingCreation:
 
 
 class PendingCreations:
+    """CRM creations on their way, by correlation id; and, by provider event, whether the provider deleted
+    the event before the CRM's echo told us the new record's id (the delete must then follow it there)."""
+
     def __init__(self, redis: aioredis.Redis, ttl_s: int = 7 * 86400):
         self.redis = redis
         self.ttl_s = ttl_s
 
+    @staticmethod
+    def _for(scope: str, provider_id: str) -> str:
+        return key("calpendingfor", _digest(f"{scope}\x1f{provider_id}"))
+
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
         data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}
-        await self.redis.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
+            pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
+            await pipe.execute()
 
-    async def take(self, correlation_id: str) -> PendingCreation | None:
+    async def mark_gone(self, scope: str, provider_id: str) -> bool:
+        """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
+        return bool(await self.redis.set(self._for(scope, provider_id), "gone", xx=True, keepttl=True))
+
+    async def take(self, correlation_id: str) -> tuple[PendingCreation, bool] | None:
+        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take."""
         raw = await self.redis.getdel(key("calpending", _digest(correlation_id)))
         if raw is None:
             return None
         data = json.loads(raw)
-        return PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
+        pending = PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
+        return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
 
 
 @dataclass(frozen=True)
