@@ -220,7 +220,9 @@ class CalendarEngine:
                 await maps.remove(current)
                 outcome = "deleted"
             if remote.series_id and remote.original_start is not None:  # one occurrence of a series cancelled
-                return await self._exclude_occurrence(config, provider, remote, maps) or outcome
+                outcome = await self._exclude_occurrence(config, provider, remote, maps) or outcome
+            log.info("provider event deleted", scope=config.key, provider_id=remote.provider_id, outcome=outcome,
+                     crm_id=current.crm_id if current else None)
             return outcome
         if current is not None and rules.provider_change_is_echo(remote.event, current.provider_fingerprint):
             return "skipped"
