@@ -94,6 +94,8 @@ class CalendarEngine:
                                 f"delete:{change.record_id}")
         elif taken is not None:  # the CRM created the event we asked for: now both ids are known
             pending = taken[0]
+            log.debug("crm creation linked", scope=pending.scope, provider_id=pending.provider_id,
+                     record_id=change.record_id)
             maps = MappingStore(self.redis, pending.scope)
             previous = await maps.by_crm_id(change.record_id)
             crm_event = mapping.crm_to_canonical(change.fields).event
@@ -332,6 +334,7 @@ class CalendarEngine:
         correlation_id = CORRELATION_PREFIX + uuid.uuid4().hex
         await self.pending.put(correlation_id, PendingCreation(config.key, remote.provider_id, event,
                                                                event.fingerprint(), remote.etag))
+        log.debug("crm creation asked", scope=config.key, provider_id=remote.provider_id)
         action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
         await self._send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
         return "pulled"
