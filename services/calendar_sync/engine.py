@@ -372,6 +372,7 @@ class CalendarEngine:
         """The user's CRM events the provider lacks (or holds in an older version), future first."""
         maps = MappingStore(self.redis, config.key)
         candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]] = {}
+        exceptions: dict[str, tuple[CanonicalEvent, tuple[str, EventTime]]] = {}
         for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
             if not indexed.in_sync:
                 continue  # imported or migrated, and not touched by a person since
@@ -380,10 +381,13 @@ class CalendarEngine:
                 continue  # it came from a provider: its mapping is made when the CRM's echo arrives
             try:
                 event = mapping.crm_to_canonical(indexed.change.fields).event
+                occurrence = mapping.crm_occurrence(indexed.change.fields) if current is None else None
             except mapping.InvalidEvent as exc:
                 log.warning("crm event not synced", record_id=record_id, reason=str(exc))
                 continue
-            if current is None or current.crm_fingerprint != event.fingerprint():
+            if occurrence is not None:
+                exceptions[record_id] = (event, occurrence)  # written over its occurrence, once the series is
+            elif current is None or current.crm_fingerprint != event.fingerprint():
                 candidates[record_id] = (event, current)
         ordered = rules.first_sync_order([(rid, ev) for rid, (ev, _) in candidates.items()], self.now(),
                                          config.caps.initial_max_items)
@@ -396,7 +400,19 @@ class CalendarEngine:
             held = result.written or event
             await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
                                          result.etag, provider_snapshot=held), candidates[record_id][1])
-        return len(items)
+        written = 0
+        for record_id, (event, (series_id, original_start)) in exceptions.items():
+            occurrence_id = await self._occurrence_of(provider, maps, series_id, original_start)
+            if occurrence_id is None:
+                log.warning("crm exception not synced: its series or occurrence is not in the calendar",
+                            record_id=record_id, series_id=series_id)
+                continue
+            result = await provider.upsert(record_id, event, occurrence_id)
+            held = result.written or event
+            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
+                                         result.etag, provider_snapshot=held), None)
+            written += 1
+        return len(items) + written
 
     async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
         """What enabling would do on each side, counted without writing anything."""

@@ -6,6 +6,7 @@ import pytest
 
 from tests.e2e import test_calendar_google as google
 from tests.fixtures.net import wait_for
+from tests.support.factories import unique_org
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +73,23 @@ def test_crm_exceptions_of_a_series_reach_google_as_its_occurrences(calendar_sta
     assert len(ann.events()) == 2, "the series and its exception: no stand-alone copy"
     assert google.crm_record(stack, org, moved["id"])["fields"]["Event_Title"] == "Review, in the big room"
     assert len(stack.crm.records(org)) == 2, "the exception's own echo made no third CRM event"
+
+
+def test_a_first_sync_writes_a_crm_exception_over_its_occurrence(calendar_stack):
+    stack = calendar_stack
+    org = unique_org()
+    ann = stack.connect_google(org, "ann", f"ann.{org}@example.com")
+    series = stack.crm.create_event(org, "ann", **SERIES)
+    stack.crm.create_event(org, "ann", **(google.EVENT | {
+        "Event_Title": "Review, later", "Series_Id": series["id"], "Original_Start": "2030-03-11T10:00:00+01:00",
+        "Start_DateTime": "2030-03-11T16:00:00+01:00", "End_DateTime": "2030-03-11T17:00:00+01:00"}))
+    stack.configure(org, "ann", "google_calendar", enabled=False)
+    wait_for(lambda: stack.admin("POST", f"/v1/orgs/{org}/users/ann/integrations/google_calendar/preview")
+             .json().get("create_in_provider", 0) >= 1, 60, what=f"the CRM events indexed; {stack.worker_log()}")
+    stack.configure(org, "ann", "google_calendar", direction="two_way")
+    stack.wait_synced(org, "ann", "google_calendar")
+    [master] = [e for e in ann.events() if e.get("recurrence")]
+    occurrences = ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
+        num_retries=google.RETRIES)["items"]
+    assert [o["summary"] for o in occurrences] == ["Weekly review", "Review, later", "Weekly review", "Weekly review"]
+    assert len(ann.events()) == 2, "the exception is the series' occurrence, not an event of its own"
