@@ -12,10 +12,12 @@ from __future__ import annotations
 def routers(sandbox) -> list:
     from sandbox.microsoft import (
         graph_batch,
+        graph_calendar_events,
         graph_calendars,
         graph_contacts,
         graph_delta,
         graph_events,
+        graph_mailbox_settings,
         graph_subscriptions,
         graph_users,
         identity,
@@ -34,6 +36,8 @@ def routers(sandbox) -> list:
         identity.router(sandbox),
         graph_users.router(sandbox),
         graph_calendars.router(sandbox),
+        graph_calendar_events.router(sandbox),
+        graph_mailbox_settings.router(sandbox),
         graph_events.router(sandbox, events),
         graph_events.control_router(sandbox, events),
         graph_delta.router(sandbox, events),

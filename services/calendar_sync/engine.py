@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from schemas import (
-    CrmChange, CrmCommand, CrmModule, DeleteRecord, Direction, Integration, IntegrationConfig, UpsertRecord,
+    ChangeSource, CrmChange, CrmCommand, CrmModule, CrmOp, DeleteRecord, Direction, Integration, IntegrationConfig,
+    UpsertRecord,
 )
 from services.calendar_sync import mapping, rules
-from services.calendar_sync.model import Attendee, CanonicalEvent
+from services.calendar_sync.model import Attendee, CanonicalEvent, EventTime, exception_dates, with_exception_date
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
-from services.calendar_sync.store import CrmIndex, EventMapping, MappingStore, PendingCreation, PendingCreations, ScopeState
+from services.calendar_sync.store import (
+    CrmIndex, EventMapping, MappingStore, OrgCalendarSettings, PendingCreation, PendingCreations, ScopeState,
+)
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,14 +36,21 @@ def is_our_correlation(correlation_id: str | None) -> bool:
     return bool(correlation_id) and correlation_id.startswith(CORRELATION_PREFIX)
 
 
-def _parse_time(value: str | None) -> dt.datetime:
-    if not value:
-        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CrmObservation:
+    """What indexing a CRM change found: our own echo (not synced again), and whose calendars it concerns:
+    its owner's, and the one it moved away from."""
+
+    echo: bool
+    owners: tuple[str, ...] = ()
+
+
+PERSON_SOURCES = frozenset({ChangeSource.UI, ChangeSource.API, ChangeSource.BULK_UPDATE})
+"""Changes a CRM user made: only these may notify attendees (per the org's setting), never a sync's own writes."""
 
 
 @dataclass(frozen=True)
@@ -67,41 +77,59 @@ class CalendarEngine:
 
     # --- the CRM's side ---------------------------------------------------------------------------
 
-    async def observe_crm_change(self, change: CrmChange) -> bool:
-        """Index a CRM change; True when it is ours coming back (an echo), which is not synced again."""
+    async def observe_crm_change(self, change: CrmChange) -> CrmObservation:
+        """Index a CRM change; say whether it is ours coming back (an echo) and whose calendars it concerns."""
         if change.module == CrmModule.CONTACTS:
             await self.index.record_contact(change)
         if change.module != CrmModule.EVENTS:
-            return False
-        await self.index.record_event(change)
+            return CrmObservation(echo=False)
+        moved_from = await self.index.record_event(change)
+        owners = (change.owner_id, moved_from) if moved_from else (change.owner_id,)
         if not is_our_correlation(change.correlation_id):
-            return False
-        pending = await self.pending.take(change.correlation_id)
-        if pending is not None:  # the CRM created the event we asked for: now both ids are known
+            return CrmObservation(echo=False, owners=owners)
+        taken = await self.pending.take(change.correlation_id)
+        if taken is not None and taken[1]:  # deleted at the provider before its CRM record existed
+            await self._command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
+                                                                            record_id=change.record_id),
+                                f"delete:{change.record_id}")
+        elif taken is not None:  # the CRM created the event we asked for: now both ids are known
+            pending = taken[0]
+            log.debug("crm creation linked", scope=pending.scope, provider_id=pending.provider_id,
+                     record_id=change.record_id)
             maps = MappingStore(self.redis, pending.scope)
             previous = await maps.by_crm_id(change.record_id)
             crm_event = mapping.crm_to_canonical(change.fields).event
             await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
                                          crm_event.fingerprint() if crm_event else None,
                                          pending.provider_fingerprint, pending.etag,
-                                         crm_modified_at=change.modified_at.isoformat()), previous)
-        return True
+                                         crm_modified_at=change.modified_at.isoformat(),
+                                         provider_snapshot=pending.snapshot), previous)
+        return CrmObservation(echo=True, owners=owners)
 
     async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
                               provider: CalendarProvider) -> SyncReport:
-        """A CRM event changed: write it to the provider at once (merging with the provider's edits)."""
-        decision = rules.crm_change_decision(change, config, is_our_correlation)
+        """A CRM event changed: write it to the provider at once (merging with the provider's edits).
+
+        An event moved to another owner leaves this calendar (its new owner's sync creates it there).
+        """
+        maps = MappingStore(self.redis, config.key)
+        current = await maps.by_crm_id(change.record_id)
+        indexed = await self.index.event(config.org_id, change.owner_id, change.record_id)
+        decision = rules.crm_change_decision(change, config, is_our_correlation, mapped=current is not None,
+                                             in_sync=indexed.in_sync if indexed else None)
         if not decision.sync:
             log.info("crm change not synced", record_id=change.record_id, reason=decision.reason)
             return SyncReport(skipped=1)
-        maps = MappingStore(self.redis, config.key)
-        current = await maps.by_crm_id(change.record_id)
-        if change.op == "deleted":
+        if change.op == "deleted" or decision.remove:
             if current is not None:
                 await provider.delete(current.provider_id)
                 await maps.remove(current)
+                log.info("crm event removed from the calendar", record_id=change.record_id, reason=decision.reason)
                 return SyncReport(deleted=1)
             return SyncReport(skipped=1)
+        made_by = change
+        if indexed is not None and indexed.change.modified_at > change.modified_at:
+            change = indexed.change  # the CRM holds a later version already: write that, not an older one
         mapped = mapping.crm_to_canonical(change.fields)
         if mapped.problems:
             log.warning("crm event mapped with problems", record_id=change.record_id, problems=mapped.problems)
@@ -109,7 +137,7 @@ class CalendarEngine:
         if current is not None and current.crm_fingerprint == crm_event.fingerprint():
             return SyncReport(skipped=1)  # nothing the provider holds has changed
         if current is not None and current.crm_modified_at \
-                and change.modified_at <= _parse_time(current.crm_modified_at):
+                and change.modified_at <= rules.modified_time(current.crm_modified_at):
             # A pull merged this CRM version (or a later one) already: written again, it would undo the
             # provider's edits that merge kept.
             log.info("crm change already merged", record_id=change.record_id)
@@ -120,17 +148,29 @@ class CalendarEngine:
             if remote is not None and remote.event is not None \
                     and remote.event.fingerprint() != current.provider_fingerprint:
                 merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
-                                              _parse_time(remote.updated_at), provider_holds=_holds(config))
+                                              self._provider_time(remote), provider_holds=_holds(config),
+                                              provider_base=current.provider_snapshot)
                 target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
-        result = await provider.upsert(change.record_id, target, current.provider_id if current else None)
+        provider_id = current.provider_id if current else None
+        occurrence = mapping.crm_occurrence(change.fields) if current is None else None
+        if occurrence is not None:  # an exception of a series: written over the series' occurrence
+            provider_id = await self._occurrence_of(provider, maps, *occurrence)
+            if provider_id is None:
+                log.warning("crm exception not synced: its series or occurrence is not in the calendar",
+                            record_id=change.record_id, series_id=occurrence[0])
+                return SyncReport(skipped=1)
+        notify = await self._notifies(config, made_by, current, crm_event)
+        result = await provider.upsert(change.record_id, target, provider_id, notify=notify)
+        await self._delete_excluded_occurrences(config, provider, current, target, result.provider_id)
         if to_crm:
-            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}")
+            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}",
+                                   before=crm_event)
         await self._log_conflicts(config, change.record_id, conflicts)
         written = result.written or target
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
                                      target.fingerprint() if to_crm else crm_event.fingerprint(),
                                      written.fingerprint(), result.etag,
-                                     crm_modified_at=change.modified_at.isoformat()), current)
+                                     crm_modified_at=change.modified_at.isoformat(), provider_snapshot=written), current)
         return SyncReport(pushed=1, conflicts=len(conflicts))
 
     # --- the provider's side ----------------------------------------------------------------------
@@ -169,22 +209,30 @@ class CalendarEngine:
                                    remote: ProviderEvent, own_address: str) -> str:
         maps = MappingStore(self.redis, config.key)
         current = await maps.by_provider_id(remote.provider_id)
-        if current is None and remote.crm_record_id:
+        if current is None and remote.crm_record_id and not remote.series_id:  # an exception inherits the series' id
             current = await maps.by_crm_id(remote.crm_record_id)
         if remote.event is None or remote.event.cancelled:
-            if current is None:
-                return "skipped"
-            if config.direction != Direction.CRM_TO_PROVIDER:
-                await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
-                                 f"delete:{current.crm_id}")
-            await maps.remove(current)
-            return "deleted"
+            outcome = "skipped"
+            if current is None and await self.pending.mark_gone(config.key, remote.provider_id):
+                outcome = "deleted"  # its CRM record is being created: deleted as soon as its id is known
+            if current is not None:
+                if config.direction != Direction.CRM_TO_PROVIDER:
+                    await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
+                                     f"delete:{current.crm_id}")
+                await maps.remove(current)
+                outcome = "deleted"
+            if remote.series_id and remote.original_start is not None:  # one occurrence of a series cancelled
+                outcome = await self._exclude_occurrence(config, provider, remote, maps) or outcome
+            log.info("provider event deleted", scope=config.key, provider_id=remote.provider_id, outcome=outcome,
+                     crm_id=current.crm_id if current else None)
+            return outcome
         if current is not None and rules.provider_change_is_echo(remote.event, current.provider_fingerprint):
             return "skipped"
         if config.direction == Direction.CRM_TO_PROVIDER:
             if current is None and remote.crm_record_id:  # ours, mapping lost: link it again
                 await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, remote.event, None,
-                                             remote.event.fingerprint(), remote.etag), None)
+                                             remote.event.fingerprint(), remote.etag,
+                                             provider_snapshot=remote.event), None)
             return "skipped"
         if config.guests_as_contacts:
             await self._add_guests_as_contacts(config, remote.event.attendees, own_address)
@@ -197,37 +245,86 @@ class CalendarEngine:
         indexed = await self.index.event(config.org_id, config.user_id, current.crm_id)
         target, to_provider, conflicts = remote.event, False, ()
         seen = current.crm_modified_at
+        crm_event = current.snapshot  # what the CRM holds as far as we know: the fields to write are the others
         if indexed is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
-            crm_change, _ = indexed
+            crm_change = indexed.change
             seen = crm_change.modified_at.isoformat()  # this CRM version is merged here: its push is stale
             try:
                 crm_event = mapping.crm_to_canonical(crm_change.fields).event
             except mapping.InvalidEvent:  # the CRM's copy is unusable: the snapshot stands for it
                 crm_event = current.snapshot
             merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, crm_change.modified_at,
-                                          _parse_time(remote.updated_at), provider_holds=_holds(config))
+                                          self._provider_time(remote), provider_holds=_holds(config),
+                                          provider_base=current.provider_snapshot)
             target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
-        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}")
-        provider_fingerprint, etag = remote.event.fingerprint(), remote.etag
+        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}",
+                               before=crm_event)
+        held, etag = remote.event, remote.etag
         if to_provider:
             result = await provider.upsert(current.crm_id, target, remote.provider_id)
-            provider_fingerprint, etag = (result.written or target).fingerprint(), result.etag
+            held, etag = result.written or target, result.etag
         await self._log_conflicts(config, current.crm_id, conflicts)
         await maps.save(EventMapping(current.crm_id, remote.provider_id, target, target.fingerprint(),
-                                     provider_fingerprint, etag, crm_modified_at=seen), current)
+                                     held.fingerprint(), etag, crm_modified_at=seen, provider_snapshot=held), current)
         return "conflict" if conflicts else "pulled"
+
+    async def _exclude_occurrence(self, config, provider, remote: ProviderEvent, maps: MappingStore) -> str | None:
+        """A cancelled occurrence of a synced series: the series, on both sides, excludes its date (EXDATE),
+        so the CRM's series and the provider's master stay one event with one rule. None: not synced."""
+        series = await maps.by_provider_id(remote.series_id)
+        if series is None or series.snapshot is None or remote.original_start is None:
+            return None
+        target = with_exception_date(series.snapshot, remote.original_start)
+        if target.recurrence == series.snapshot.recurrence:
+            return None  # excluded already
+        if config.direction != Direction.CRM_TO_PROVIDER:
+            await self._update_crm(config, series.crm_id, target, f"exclude:{remote.provider_id}",
+                                   before=series.snapshot)
+        result = await provider.upsert(series.crm_id, target, series.provider_id)
+        held = result.written or target
+        await maps.save(EventMapping(series.crm_id, result.provider_id, target, target.fingerprint(),
+                                     held.fingerprint(), result.etag, crm_modified_at=series.crm_modified_at,
+                                     provider_snapshot=held), series)
+        return "pulled"
+
+    @staticmethod
+    async def _occurrence_of(provider: CalendarProvider, maps: MappingStore, series_crm_id: str,
+                             original_start: EventTime) -> str | None:
+        series = await maps.by_crm_id(series_crm_id)
+        return None if series is None else await provider.occurrence_id(series.provider_id, original_start)
+
+    async def _delete_excluded_occurrences(self, config, provider: CalendarProvider, current: EventMapping | None,
+                                           series: CanonicalEvent, series_provider_id: str) -> None:
+        """Dates the CRM newly excluded from a series (EXDATE) that the provider cannot hold as a rule
+        (Graph keeps exceptions as occurrences of their own): the occurrences are deleted one by one."""
+        held = set(_holds(config)(series).recurrence)
+        not_held = tuple(line for line in series.recurrence if line not in held)
+        if not not_held:
+            return
+        known = current.snapshot.recurrence if current is not None and current.snapshot is not None else ()
+        excluded_before = {t.instant() for t in exception_dates(known)}
+        for original in exception_dates(not_held):
+            if original.instant() in excluded_before:
+                continue
+            occurrence = await provider.occurrence_id(series_provider_id, original)
+            if occurrence is not None:
+                await provider.delete(occurrence)
 
     async def _link_or_create(self, config, remote: ProviderEvent, own_address: str, maps: MappingStore) -> str:
         """A provider event we have no mapping for: ours with a lost mapping, a shared meeting, or new."""
         event = remote.event
-        if remote.crm_record_id and await self.index.event(config.org_id, config.user_id, remote.crm_record_id):
-            await maps.save(EventMapping(remote.crm_record_id, remote.provider_id, event, None,
-                                         event.fingerprint(), remote.etag), None)
+        ours = remote.crm_record_id if not remote.series_id else None  # an exception inherits the series' id
+        if ours and await self.index.event(config.org_id, config.user_id, ours):
+            await maps.save(EventMapping(ours, remote.provider_id, event, None, event.fingerprint(), remote.etag,
+                                         provider_snapshot=event), None)
             return "linked"
-        meeting = rules.meeting_key(event)
+        # An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series.
+        meeting = None if remote.series_id else rules.meeting_key(event)
         owner = config.user_id
         external_ref = f"{config.integration.value}:{remote.provider_id}"
         fields = mapping.canonical_to_crm(event)
+        if remote.series_id:
+            fields |= await self._series_fields(maps, remote)
         if meeting:
             external_ref = f"meeting:{_digest(meeting)}"
             owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id)
@@ -237,6 +334,7 @@ class CalendarEngine:
         correlation_id = CORRELATION_PREFIX + uuid.uuid4().hex
         await self.pending.put(correlation_id, PendingCreation(config.key, remote.provider_id, event,
                                                                event.fingerprint(), remote.etag))
+        log.debug("crm creation asked", scope=config.key, provider_id=remote.provider_id)
         action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
         await self._send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
         return "pulled"
@@ -274,18 +372,22 @@ class CalendarEngine:
         """The user's CRM events the provider lacks (or holds in an older version), future first."""
         maps = MappingStore(self.redis, config.key)
         candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]] = {}
-        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if created_source in ("import", "migration"):
-                continue  # bulk loads are never synced
+        exceptions: dict[str, tuple[CanonicalEvent, tuple[str, EventTime]]] = {}
+        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if not indexed.in_sync:
+                continue  # imported or migrated, and not touched by a person since
             current = await maps.by_crm_id(record_id)
-            if current is None and created_source == "integration":
+            if current is None and indexed.created_source == "integration":
                 continue  # it came from a provider: its mapping is made when the CRM's echo arrives
             try:
-                event = mapping.crm_to_canonical(change.fields).event
+                event = mapping.crm_to_canonical(indexed.change.fields).event
+                occurrence = mapping.crm_occurrence(indexed.change.fields) if current is None else None
             except mapping.InvalidEvent as exc:
                 log.warning("crm event not synced", record_id=record_id, reason=str(exc))
                 continue
-            if current is None or current.crm_fingerprint != event.fingerprint():
+            if occurrence is not None:
+                exceptions[record_id] = (event, occurrence)  # written over its occurrence, once the series is
+            elif current is None or current.crm_fingerprint != event.fingerprint():
                 candidates[record_id] = (event, current)
         ordered = rules.first_sync_order([(rid, ev) for rid, (ev, _) in candidates.items()], self.now(),
                                          config.caps.initial_max_items)
@@ -295,9 +397,22 @@ class CalendarEngine:
         for (record_id, event, _), result in zip(items, results):
             if isinstance(result, Exception):
                 raise result  # the job is retried whole: upserts already done are idempotent
-            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(),
-                                         (result.written or event).fingerprint(), result.etag), candidates[record_id][1])
-        return len(items)
+            held = result.written or event
+            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
+                                         result.etag, provider_snapshot=held), candidates[record_id][1])
+        written = 0
+        for record_id, (event, (series_id, original_start)) in exceptions.items():
+            occurrence_id = await self._occurrence_of(provider, maps, series_id, original_start)
+            if occurrence_id is None:
+                log.warning("crm exception not synced: its series or occurrence is not in the calendar",
+                            record_id=record_id, series_id=series_id)
+                continue
+            result = await provider.upsert(record_id, event, occurrence_id)
+            held = result.written or event
+            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
+                                         result.etag, provider_snapshot=held), None)
+            written += 1
+        return len(items) + written
 
     async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
         """What enabling would do on each side, counted without writing anything."""
@@ -311,11 +426,11 @@ class CalendarEngine:
                 break
             page_token = page.next_cursor
         crm_events = {}
-        for record_id, (change, created_source) in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if created_source in ("import", "migration"):
+        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
+            if not indexed.in_sync:
                 continue
             try:
-                crm_events[record_id] = mapping.crm_to_canonical(change.fields).event
+                crm_events[record_id] = mapping.crm_to_canonical(indexed.change.fields).event
             except mapping.InvalidEvent:
                 continue
         maps = MappingStore(self.redis, config.key)
@@ -340,19 +455,53 @@ class CalendarEngine:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str) -> None:
+    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str,
+                          before: CanonicalEvent | None) -> None:
+        """Write the event to the CRM record: only the fields that differ from `before`, what the CRM held
+        as far as we know, so a CRM edit not indexed yet (its change still on its way) is not overwritten."""
         indexed = await self.index.event(config.org_id, config.user_id, crm_id)
-        current_fields = indexed[0].fields if indexed else None  # keeps what the canonical form does not hold
-        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id,
-                              fields=mapping.canonical_to_crm(event, current_fields))
+        current_fields = indexed.change.fields if indexed else None  # keeps what the canonical form does not hold
+        fields = mapping.changed_crm_fields(before, event, current_fields)
+        if not fields:
+            return
+        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id, fields=fields)
         await self._send(config, action, f"update:{crm_id}:{idempotency}")
 
+    @staticmethod
+    async def _series_fields(maps: MappingStore, remote: ProviderEvent) -> dict:
+        """How the CRM ties an exception to its series: the series' record and the occurrence's original start."""
+        series = await maps.by_provider_id(remote.series_id)
+        original = remote.original_start.rfc3339() if remote.original_start is not None else None
+        return {"Series_Id": series.crm_id if series else None, "Original_Start": original}
+
+    @staticmethod
+    def _provider_time(remote: ProviderEvent) -> dt.datetime:
+        moment = rules.modified_time(remote.updated_at)
+        if remote.updated_at and moment == rules.modified_time(None):
+            log.warning("provider modification time malformed: taken as the epoch, the CRM wins a clash",
+                        provider_id=remote.provider_id, updated=remote.updated_at)
+        return moment
+
+    async def _notifies(self, config, change: CrmChange, current: EventMapping | None, event: CanonicalEvent) -> bool:
+        """Whether this write may mail the attendees: only when a CRM user changed the participant list
+        (a new event's participants included) and the org lets such changes notify."""
+        if change.source not in PERSON_SOURCES or not event.attendees:
+            return False
+        previous = current.snapshot if current is not None else None
+        if previous is None and change.op == CrmOp.CREATED:
+            previous = event.model_copy(update={"attendees": ()})  # created with them: the user chose them
+        setting = "all" if await OrgCalendarSettings(self.redis).notifies_participants(config.org_id) else "none"
+        return rules.send_updates(previous, event, changed_by_user=True, org_setting=setting) != "none"
+
     async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
+        await self._command(config.org_id, config.key, action, idempotency, correlation_id)
+
+    async def _command(self, org_id: str, scope: str, action, idempotency: str, correlation_id: str | None = None):
         command = CrmCommand(
-            org_id=config.org_id,
-            idempotency_key=f"{config.key}:{idempotency}"[:512],
+            org_id=org_id,
+            idempotency_key=f"{scope}:{idempotency}"[:512],
             correlation_id=correlation_id or CORRELATION_PREFIX + uuid.uuid4().hex,
-            issued_by=config.integration.value,
+            issued_by=scope.rsplit(":", 1)[-1],
             issued_at=self.now(),
             action=action,
         )
@@ -381,9 +530,12 @@ class CalendarEngine:
 
 
 def _holds(config: IntegrationConfig) -> Callable[[CanonicalEvent], CanonicalEvent]:
-    """The event as the provider can hold it: what it cut (a long description) is no edit of the user's."""
-    fit = mapping.fit_google if config.integration == Integration.GOOGLE_CALENDAR else mapping.fit_graph
-    return lambda event: fit(event).event
+    """The event as a sync's write leaves it at the provider: what it cut (a long description) is no edit
+    of the user's. Outlook takes no attendees from a sync's own writes (writing them invites): compared
+    as absent there, an Outlook copy without the CRM's participants neither clears them nor asks a write."""
+    if config.integration == Integration.GOOGLE_CALENDAR:
+        return lambda event: mapping.fit_google(event).event
+    return lambda event: mapping.fit_graph(event).event.model_copy(update={"attendees": ()})
 
 
 def _with_participant(participants: list[dict], address: str) -> list[dict]:

@@ -154,6 +154,13 @@ class ProviderLimits:
     reminder_minutes_max: int | None = None
 
 
+def fit(event: CanonicalEvent, limits: ProviderLimits) -> Mapped:
+    """The event as a provider with these limits holds it, with each cut in `unmapped`: what fit_google
+    is, and where fit_graph starts before its own cuts (a recurrence Graph has no pattern for)."""
+    report = Report()
+    return report.mapped(fit_to_limits(event, limits, report))
+
+
 def fit_to_limits(event: CanonicalEvent, limits: ProviderLimits, report: Report) -> CanonicalEvent:
     """The event as the provider can hold it, each cut reported as unmapped.
 

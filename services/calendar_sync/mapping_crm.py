@@ -14,6 +14,7 @@ The reference CRM is schema-less; its Events module uses Zoho-style field names:
 | Reminders | [{"minutes": int, "method": "popup"/"email"}] |
 | Recurrence | RFC 5545 lines: "RRULE:...", "EXDATE:...", "RDATE:..." |
 | ICal_UID | str, the meeting's iCalendar UID when it came from a provider |
+| Series_Id, Original_Start | an exception of a recurring series: the series' record id, and the start the occurrence had in it (RFC 3339 or a date); set by calendar_sync, not part of the canonical event. A cancelled occurrence is an EXDATE line of the series' Recurrence instead |
 
 Decisions:
 - All-day events are stored as dates, the end date inclusive (an event on 1 May has Start 1 May and
@@ -136,6 +137,22 @@ def _crm_recurrence(lines: object, report: Report) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def crm_occurrence(fields: dict) -> tuple[str, EventTime] | None:
+    """For a CRM event that is an exception of a recurring series: the series' record id and the start the
+    occurrence had in it (Series_Id, Original_Start); None for any other event. InvalidEvent when the
+    original start is malformed or missing."""
+    series_id = str(fields.get("Series_Id") or "").strip()
+    if not series_id:
+        return None
+    original = fields.get("Original_Start")
+    if _is_bare_date(original):
+        return series_id, EventTime.on(parse_date(original, "Original_Start"))
+    moment = parse_date_time(original, "Original_Start")
+    if moment.tzinfo is None:
+        raise InvalidEvent(f"Original_Start {original!r} has no UTC offset")
+    return series_id, EventTime.at(moment, str(fields.get("Time_Zone") or "").strip() or None)
+
+
 # --- canonical -> CRM ---------------------------------------------------------------------------
 
 
@@ -162,6 +179,34 @@ def canonical_to_crm(event: CanonicalEvent, current: dict | None = None) -> dict
     if event.ical_uid:
         fields["ICal_UID"] = event.ical_uid
     return fields
+
+
+_CRM_FIELDS_OF = {
+    # A time range is one unit: all-day or not, its zone and both ends are written together.
+    "start": ("All_day", "Start_DateTime", "End_DateTime", "Time_Zone"),
+    "end": ("All_day", "Start_DateTime", "End_DateTime", "Time_Zone"),
+    "title": ("Event_Title",),
+    "description": ("Description",),
+    "location": ("Venue",),
+    "attendees": ("Participants",),
+    "reminders_minutes": ("Reminders",),
+    "recurrence": ("Recurrence",),
+    "ical_uid": ("ICal_UID",),
+}
+
+
+def changed_crm_fields(before: CanonicalEvent | None, after: CanonicalEvent, current: dict | None = None) -> dict:
+    """The CRM fields of `after` (as `canonical_to_crm` writes them) for what differs from `before`, the
+    event as the CRM holds it to our knowledge; every field when `before` is None.
+
+    A writeback that sends only these cannot undo a CRM edit we have not heard of yet: an upsert
+    merges the fields it carries and leaves the others as the CRM has them.
+    """
+    fields = canonical_to_crm(after, current)
+    if before is None:
+        return fields
+    names = [name for name in _CRM_FIELDS_OF if getattr(before, name) != getattr(after, name)]
+    return {field: fields[field] for name in names for field in _CRM_FIELDS_OF[name] if field in fields}
 
 
 def _crm_end(event: CanonicalEvent) -> str:

@@ -40,7 +40,7 @@ from services.calendar_sync.mapping_common import (
     all_day_range,
     attendee_or_none,
     event_time,
-    fit_to_limits,
+    fit,
     listed_dicts,
     parse_date,
     parse_date_time,
@@ -82,6 +82,20 @@ def google_to_canonical(raw: dict, calendar_time_zone: str | None = None) -> Map
         ical_uid=raw.get("iCalUID") or None,
     )
     return report.mapped(event)
+
+
+def google_original_start(raw: dict, calendar_time_zone: str | None = None) -> EventTime | None:
+    """For an exception of a recurring series (an instance with `recurringEventId`), the start it had in
+    the series (`originalStartTime`, immutable; a cancelled exception may carry nothing else); None for
+    any other event. InvalidEvent when malformed."""
+    original = raw.get("originalStartTime")
+    if not raw.get("recurringEventId") or not isinstance(original, dict):
+        return None
+    if original.get("date"):
+        return EventTime.on(parse_date(original["date"], "originalStartTime.date"))
+    if not original.get("dateTime"):
+        raise InvalidEvent("originalStartTime: neither date nor dateTime")
+    return _google_time(original, "originalStartTime", calendar_time_zone, Report())
 
 
 def _google_range(start: object, end: object, calendar_zone: str | None, report: Report) -> tuple[EventTime, EventTime]:
@@ -138,8 +152,7 @@ def _google_attendees(raw: dict, report: Report) -> tuple:
 
 def fit_google(event: CanonicalEvent, limits: ProviderLimits = GOOGLE_LIMITS) -> Mapped:
     """The event as Google can hold it; `unmapped` names each cut (the adapter reports them)."""
-    report = Report()
-    return report.mapped(fit_to_limits(event, limits, report))
+    return fit(event, limits)
 
 
 def canonical_to_google(event: CanonicalEvent, limits: ProviderLimits = GOOGLE_LIMITS) -> dict:

@@ -41,7 +41,7 @@ from services.calendar_sync.mapping_common import (
     Report,
     all_day_range,
     attendee_or_none,
-    fit_to_limits,
+    fit,
     listed_dicts,
     parse_date_time,
     popup_minutes,
@@ -79,6 +79,24 @@ def graph_to_canonical(raw: dict) -> Mapped:
         ical_uid=raw.get("iCalUId") or None,
     )
     return report.mapped(event)
+
+
+def graph_original_start(raw: dict) -> EventTime | None:
+    """For an exception of a series (`type` exception, `seriesMasterId`): the start the occurrence had in
+    the series, from `originalStart` (an instant, UTC: https://learn.microsoft.com/graph/api/resources/event),
+    kept in the event's own zone; for an all-day series, that day in the event's zone. None for any other
+    event. InvalidEvent when malformed."""
+    if raw.get("type") != "exception" or not raw.get("seriesMasterId"):
+        return None
+    moment = parse_date_time(re.sub(r"(\.\d{6})\d+", r"\1", str(raw.get("originalStart") or "")), "originalStart")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    report = Report()
+    zone_name = _original_zone(raw, "start", report) or "UTC"
+    if raw.get("isAllDay"):
+        zone = known_zone(zone_name) or dt.UTC
+        return EventTime.on(moment.astimezone(zone).date())
+    return EventTime.at(moment, zone_name)
 
 
 def _graph_body_text(body: object) -> str:
@@ -187,15 +205,15 @@ def _graph_recurrence(recurrence: object, start: EventTime, report: Report) -> t
 
 def fit_graph(event: CanonicalEvent, limits: ProviderLimits = GRAPH_LIMITS, all_day_zone: str = "UTC") -> Mapped:
     """The event as Graph can hold it; `unmapped` names each cut (the adapter reports them)."""
-    report = Report()
-    held = fit_to_limits(event, limits, report)
+    within = fit(event, limits)
+    held = within.event
+    assert held is not None
     pattern, not_held = rrule_to_graph(held.recurrence, held.start, _recurrence_zone(held, all_day_zone))
-    report.unmapped.extend(not_held)
     if pattern is None and held.recurrence:
         held = held.model_copy(update={"recurrence": ()})
     elif not_held:
         held = held.model_copy(update={"recurrence": tuple(r for r in held.recurrence if r.startswith("RRULE"))})
-    return report.mapped(held)
+    return Mapped(held, tuple(dict.fromkeys(within.unmapped + tuple(not_held))), within.problems)
 
 
 def canonical_to_graph(event: CanonicalEvent, limits: ProviderLimits = GRAPH_LIMITS, all_day_zone: str = "UTC") -> dict:

@@ -9,8 +9,9 @@ Per field of MERGED_FIELDS:
 Three refinements keep the merge from fighting the providers:
 - What a provider cannot hold is not a change. `provider_holds` gives the event as the provider holds
   it (mapping.fit_google / fit_graph: a cut description, 5 or 1 reminders, capped attendees); the
-  provider's values are compared with the snapshot as the provider holds it, so a cut is never taken
-  for a deletion, and the CRM keeps its fuller value.
+  provider's values are compared with what the provider held after the last sync (`provider_base`, or
+  the snapshot as the provider holds it), so a cut is never taken for a deletion, and the CRM keeps its
+  fuller value.
 - Attendees' answers belong to the invitees, who give them in their calendars: an answer the provider
   has recorded (anything but needs_action) is kept whichever side won the attendee list, and answers
   never make the provider copy differ (Graph does not even let them be written).
@@ -57,11 +58,15 @@ def merge_three_way(
     provider_modified_at: dt.datetime,
     *,
     provider_holds: Callable[[CanonicalEvent], CanonicalEvent] | None = None,
+    provider_base: CanonicalEvent | None = None,
 ) -> MergeResult:
-    """Merge per field against `base`, the snapshot both sides held after the last sync."""
+    """Merge per field against `base`, the snapshot both sides held after the last sync; `provider_base`,
+    when known, is what the provider held then (else `base` as the provider holds it)."""
     holds = provider_holds or (lambda event: event)
     later: Side = "crm" if crm_modified_at >= provider_modified_at else "provider"
     held_base, held_crm = (holds(base) if base is not None else None), holds(crm)
+    if base is not None and provider_base is not None:
+        held_base = provider_base
     values: dict[str, object] = {}
     conflicts: dict[str, Conflict] = {}
     for name in MERGED_FIELDS:
@@ -77,11 +82,11 @@ def merge_three_way(
     _keep_one_time_range(values, crm, provider, later, conflicts)
     values["attendees"] = _with_provider_answers(values["attendees"], provider.attendees)
     merged = crm.model_copy(update={**values, "ical_uid": crm.ical_uid or provider.ical_uid, "cancelled": False})
-    held_merged = holds(merged)
+    held_merged, held_provider = holds(merged), holds(provider)
     return MergeResult(
         merged=merged,
         to_crm=any(getattr(merged, n) != getattr(crm, n) for n in MERGED_FIELDS) or merged.ical_uid != crm.ical_uid,
-        to_provider=any(_differ(n, getattr(held_merged, n), getattr(provider, n)) for n in MERGED_FIELDS),
+        to_provider=any(_differ(n, getattr(held_merged, n), getattr(held_provider, n)) for n in MERGED_FIELDS),
         conflicts=tuple(conflicts.values()),
     )
 

@@ -238,6 +238,42 @@ def unique_attendees(attendees) -> tuple[Attendee, ...]:
     return tuple(by_email[email] for email in sorted(by_email))
 
 
+def with_exception_date(event: CanonicalEvent, original_start: EventTime) -> CanonicalEvent:
+    """The series without the occurrence that started at `original_start` (an EXDATE line, RFC 5545:
+    a date for all-day series, else the instant in UTC), as a cancelled occurrence is held canonically."""
+    if original_start.date is not None:
+        line = f"EXDATE;VALUE=DATE:{original_start.date.strftime('%Y%m%d')}"
+    else:
+        line = f"EXDATE:{original_start.instant().astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return CanonicalEvent.model_validate(event.model_dump() | {"recurrence": (*event.recurrence, line)})
+
+
+def exception_dates(lines: tuple[str, ...]) -> list[EventTime]:
+    """The starts the EXDATE lines remove from a series: dates (VALUE=DATE), instants in UTC ("...Z"), or
+    local times in the line's TZID; several per line, comma-separated. A value that reads as none of
+    these is left out: it removes nothing a provider could be told about."""
+    found: list[EventTime] = []
+    for line in lines:
+        head, _, values = line.partition(":")
+        name, *params = head.split(";")
+        if name.upper() != "EXDATE":
+            continue
+        options = dict(p.split("=", 1) for p in params if "=" in p)
+        zone = known_zone(options.get("TZID"))
+        for value in filter(None, (v.strip() for v in values.split(","))):
+            try:
+                if len(value) == 8:
+                    found.append(EventTime.on(dt.datetime.strptime(value, "%Y%m%d").date()))
+                elif value.endswith("Z"):
+                    found.append(EventTime.at(dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)))
+                elif zone is not None:
+                    local = dt.datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=zone)
+                    found.append(EventTime.at(local, options["TZID"]))
+            except ValueError:
+                continue
+    return found
+
+
 MERGED_FIELDS: tuple[str, ...] = (
     "title", "description", "location", "start", "end", "reminders_minutes", "attendees", "recurrence",
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync.model import CanonicalEvent, EventTime
 
 
 class AuthFailed(Exception):
@@ -34,6 +34,8 @@ class ProviderEvent:
     etag: str | None = None
     updated_at: str | None = None  # RFC 3339, for last-writer-wins on both-sides conflicts
     raw_problems: tuple[str, ...] = ()  # what could not be mapped (malformed date, unknown tz ...)
+    series_id: str | None = None  # an exception of a recurring series: the series' provider id
+    original_start: EventTime | None = None  # ... and the start the occurrence had in the series
 
 
 @dataclass(frozen=True)
@@ -68,14 +70,22 @@ class CalendarProvider(Protocol):
                            page_token: str | None = None) -> ChangePage:
         """cursor None: a full list of the window (the first sync or a resync); else changes since cursor."""
 
-    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
-        """Create or update the event for this CRM record; the same record never yields two events."""
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
+                     notify: bool = False) -> WriteResult:
+        """Create or update the event for this CRM record; the same record never yields two events.
+        `notify`: the attendees may be mailed (a participant list a CRM user changed, and the org allows
+        it); otherwise the write mails nobody."""
 
     async def upsert_many(self, items: list[tuple[str, CanonicalEvent, str | None]]) -> list[WriteResult | Exception]:
-        """The same in provider batches (Google batch 50, Graph $batch 20); a result per item, in order."""
+        """The same in provider batches (Google batch 50, Graph $batch 20); a result per item, in order.
+        Never notifies: bulk writes are a sync's own (first syncs, resyncs)."""
 
     async def delete(self, provider_id: str) -> None:
         """Delete; an event already gone is not an error."""
+
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """The id of the series' occurrence (or exception) that started at `original_start` in the series,
+        None when the series has none there: where an exception is written, or a cancelled date deleted."""
 
     async def find_by_crm_id(self, crm_record_id: str) -> ProviderEvent | None:
         """The event we wrote for this record earlier, found by our extended property."""

@@ -24,8 +24,13 @@ class CalendarProviders:
         if config.integration == Integration.MICROSOFT_CALENDAR:
             # Only the user's own calendar ("My Events"): an app-only grant acts on the user's mailbox.
             return self.graph.calendar(grant, org_id=config.org_id, user_id=config.user_id,
-                                       mailbox=grant.account_email)
+                                       mailbox=grant.account_email, calendar_id=_graph_calendar(config.target_id))
         raise ValueError(f"{config.integration.value} is not a calendar integration")
 
     async def aclose(self) -> None:
         await self.graph.aclose()
+
+
+def _graph_calendar(target_id: str | None) -> str | None:
+    """The Graph calendar id of the target; None (the default calendar) for none or Google's "primary"."""
+    return None if target_id in (None, "", "primary") else target_id

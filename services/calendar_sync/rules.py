@@ -20,9 +20,9 @@ from services.calendar_sync.model import RULE_KINDS, Attendee, CanonicalEvent
 from services.calendar_sync.ports import ProviderEvent
 
 __all__ = [
-    "Conflict", "Decision", "MergeResult", "Preview", "crm_change_decision", "first_sync_order",
-    "google_event_id", "guests_to_add_as_contacts", "meeting_key", "merge_three_way", "preview",
-    "provider_change_is_echo", "send_updates",
+    "Conflict", "Decision", "MergeResult", "Preview", "brought_into_sync", "crm_change_decision",
+    "first_sync_order", "google_event_id", "guests_to_add_as_contacts", "meeting_key", "merge_three_way",
+    "modified_time", "preview", "provider_change_is_echo", "send_updates",
 ]
 
 CALENDAR_INTEGRATIONS = frozenset({Integration.GOOGLE_CALENDAR, Integration.MICROSOFT_CALENDAR})
@@ -38,6 +38,17 @@ imported or migrated records are not synced, bulk-updated ones are)."""
 class Decision:
     sync: bool
     reason: str
+    remove: bool = False  # the event left this user's calendar (moved to another owner): delete our copy
+
+
+def brought_into_sync(in_sync_before: bool | None, source: ChangeSource | str) -> bool:
+    """Whether a CRM event is synced after a change by `source`.
+
+    An event that entered the CRM by import or migration is not, until a person creates, edits or
+    bulk-updates it: from then on it is, whatever changes it later (DESIGN.md, Microsoft 365 calendar:
+    imported or migrated records are not synced, bulk-updated ones are).
+    """
+    return bool(in_sync_before) or ChangeSource(source) not in BULK_LOADS
 
 
 def crm_change_decision(
@@ -45,30 +56,35 @@ def crm_change_decision(
     config: IntegrationConfig,
     our_correlation_ids: Callable[[str], bool] | Collection[str],
     *,
-    entered_by: ChangeSource | str | None = None,
+    in_sync: bool | None = None,
+    mapped: bool = False,
 ) -> Decision:
     """Whether a CRM change is written to this user's calendar, and why (or why not).
 
     `our_correlation_ids` recognises the correlation ids of our own writebacks: the CRM returns them
-    on the change they cause, and such a change is our echo, whatever its source. `entered_by`, when
-    the engine knows it, is how the record first entered the CRM: a record imported or migrated stays
-    unsynced even when it is later edited.
+    on the change they cause, and such a change is our echo, whatever its source. `in_sync`, when the
+    engine knows it, says whether the event was brought into sync by this or an earlier change
+    (`brought_into_sync`): a bulk load of such an event keeps both sides equal; of any other, it is
+    not synced. `mapped`: this calendar holds a copy, which goes when the event moves to another owner.
     """
     if config.integration not in CALENDAR_INTEGRATIONS:
         return Decision(False, f"{config.integration.value} is not a calendar integration")
     if change.module != CrmModule.EVENTS:
         return Decision(False, f"module {change.module.value} is not Events")
-    if (change.org_id, change.owner_id) != (config.org_id, config.user_id):
-        return Decision(False, "the event belongs to another user")
+    if change.org_id != config.org_id:
+        return Decision(False, "the event belongs to another org")
     if not config.enabled:
         return Decision(False, "the integration is disabled")
     if config.direction == Direction.PROVIDER_TO_CRM:
         return Decision(False, "direction provider_to_crm: CRM changes are not written to the provider")
     if change.correlation_id and _is_ours(change.correlation_id, our_correlation_ids):
         return Decision(False, "our own writeback coming back (echo)")
-    for source, how in ((change.source, "changed"), (entered_by, "entered the CRM")):
-        if source is not None and ChangeSource(source) in BULK_LOADS:
-            return Decision(False, f"{how} by {ChangeSource(source).value}: bulk loads are not synced")
+    if change.owner_id != config.user_id:
+        if mapped:
+            return Decision(True, f"moved to owner {change.owner_id}: removed from this calendar", remove=True)
+        return Decision(False, "the event belongs to another user")
+    if change.source in BULK_LOADS and not (in_sync or mapped):
+        return Decision(False, f"changed by {change.source.value}: bulk loads are not synced")
     return Decision(True, f"{change.op.value} by {change.source.value}")
 
 
@@ -251,7 +267,7 @@ def preview(
             counts["link"] += 1
         claimed.add(pid)
         if pid in live:
-            crm_time, provider_time = (crm_modified_at or {}).get(crm_id, _EPOCH), _parsed(live[pid].updated_at)
+            crm_time, provider_time = (crm_modified_at or {}).get(crm_id, _EPOCH), modified_time(live[pid].updated_at)
             if direction != Direction.TWO_WAY:  # one way: the source side is the master
                 crm_time, provider_time = (_LATEST, _EPOCH) if to_provider else (_EPOCH, _LATEST)
             merged = merge_three_way(None, event, live[pid].event, crm_time, provider_time)
@@ -281,10 +297,19 @@ def _as_provider_event(entry: tuple[str, ProviderEvent | CanonicalEvent]) -> tup
     return pid, value if isinstance(value, ProviderEvent) else ProviderEvent(provider_id=pid, event=value)
 
 
-def _parsed(updated_at: str | None) -> dt.datetime:
-    if not updated_at:
+def modified_time(value: str | None) -> dt.datetime:
+    """When an event was last modified, from a provider's `updated` / `lastModifiedDateTime` (or a time
+    we stored): the one reading of such times, aware, for the last-writer-wins of a clash.
+
+    Deliberate on bad input: a provider date that is missing or malformed must not stop a user's sync
+    (a raise would fail the whole pull again on every notification). It counts as the epoch: the event
+    is still synced, and a field both sides changed goes to the CRM, whose edit has a real time, as ties
+    do. A time without an offset is read as UTC, the zone both providers write these in.
+    """
+    if not value:
         return _EPOCH
     try:
-        return dt.datetime.fromisoformat(updated_at)
-    except ValueError:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
         return _EPOCH
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

@@ -8,7 +8,9 @@ Per user integration (`org:user:integration`, "scope" below):
   calpending:<correlation id>        a CRM creation we asked for: which provider event it is for
   calconflicts:<scope>               the last clashes of the three-way merge (newest first, capped)
 Per org:
+  calsettings:<org>                  the org's calendar settings (OrgCalendarSettings)
   calcrm:<org>:<owner>               the owner's CRM events as last announced (record id -> change JSON)
+  calcrmowner:<org>                  record id -> its owner, to see an event move from one owner to another
   calcontacts:<org>                  lower-cased addresses of the org's CRM contacts
   calmeeting:<org>:<digest>          iCalUID -> the owner of the CRM event that stands for that meeting
 A mapping is updated with compare-and-set on its version, so two writers cannot both win.
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 import redis.asyncio as aioredis
 
 from schemas import CrmChange
+from services.calendar_sync import rules
 from services.calendar_sync.model import CanonicalEvent
 from services.common.retry import TransientError
 from services.common.state import key
@@ -42,17 +45,22 @@ class EventMapping:
     etag: str | None = None
     version: int = 0
     crm_modified_at: str | None = None  # of the CRM version the last sync took in (ISO); older changes are stale
+    # The event as the provider held it after the last sync: the provider side's base in a three-way
+    # merge (it may lack what the provider does not take, e.g. attendees Outlook was not sent).
+    provider_snapshot: CanonicalEvent | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["snapshot"] = self.snapshot.model_dump(mode="json") if self.snapshot else None
+        for name in ("snapshot", "provider_snapshot"):
+            event = getattr(self, name)
+            data[name] = event.model_dump(mode="json") if event else None
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: str) -> "EventMapping":
         data = json.loads(raw)
-        snapshot = data.pop("snapshot")
-        return cls(snapshot=CanonicalEvent.model_validate(snapshot) if snapshot else None, **data)
+        events = {name: data.pop(name, None) for name in ("snapshot", "provider_snapshot")}
+        return cls(**{name: CanonicalEvent.model_validate(e) if e else None for name, e in events.items()}, **data)
 
 
 class VersionConflict(TransientError):
@@ -123,6 +131,30 @@ class MappingStore:
         return len(names)
 
 
+class OrgCalendarSettings:
+    """An org's calendar settings, written by ingest's admin API (`/v1/orgs/{org}/calendar-settings`):
+
+        calsettings:<org>    hash  notify_participants_on_change -> "1"
+
+    Off unless an admin turns it on: a sync then never mails attendees, even for a participant list a
+    CRM user changed.
+    """
+
+    NOTIFY = "notify_participants_on_change"
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+
+    async def notifies_participants(self, org_id: str) -> bool:
+        return await self.redis.hget(key("calsettings", org_id), self.NOTIFY) == "1"
+
+    async def set_notify_participants(self, org_id: str, enabled: bool) -> None:
+        if enabled:
+            await self.redis.hset(key("calsettings", org_id), self.NOTIFY, "1")
+        else:
+            await self.redis.hdel(key("calsettings", org_id), self.NOTIFY)
+
+
 class ScopeState:
     """The cursor, the push channel and the conflict log of one user integration."""
 
@@ -179,20 +211,45 @@ class PendingCreation:
 
 
 class PendingCreations:
+    """CRM creations on their way, by correlation id; and, by provider event, whether the provider deleted
+    the event before the CRM's echo told us the new record's id (the delete must then follow it there)."""
+
     def __init__(self, redis: aioredis.Redis, ttl_s: int = 7 * 86400):
         self.redis = redis
         self.ttl_s = ttl_s
 
+    @staticmethod
+    def _for(scope: str, provider_id: str) -> str:
+        return key("calpendingfor", _digest(f"{scope}\x1f{provider_id}"))
+
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
         data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}
-        await self.redis.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
+            pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
+            await pipe.execute()
 
-    async def take(self, correlation_id: str) -> PendingCreation | None:
+    async def mark_gone(self, scope: str, provider_id: str) -> bool:
+        """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
+        return bool(await self.redis.set(self._for(scope, provider_id), "gone", xx=True, keepttl=True))
+
+    async def take(self, correlation_id: str) -> tuple[PendingCreation, bool] | None:
+        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take."""
         raw = await self.redis.getdel(key("calpending", _digest(correlation_id)))
         if raw is None:
             return None
         data = json.loads(raw)
-        return PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
+        pending = PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
+        return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
+
+
+@dataclass(frozen=True)
+class IndexedEvent:
+    """A CRM event as the CRM last announced it, with how it entered the CRM and whether it is synced."""
+
+    change: CrmChange
+    created_source: str  # the source of the first change seen: "integration" when it came from a provider
+    in_sync: bool  # brought into sync (rules.brought_into_sync): not while only imported or migrated
 
 
 class CrmIndex:
@@ -204,31 +261,39 @@ class CrmIndex:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
 
-    async def record_event(self, change: CrmChange) -> None:
-        name = key("calcrm", change.org_id, change.owner_id)
+    async def record_event(self, change: CrmChange) -> str | None:
+        """Index the change; the previous owner when the event moved to another one (else None)."""
+        owners = key("calcrmowner", change.org_id)
+        previous_owner = await self.redis.hget(owners, change.record_id)
+        moved_from = previous_owner if previous_owner not in (None, change.owner_id) else None
+        held_by = key("calcrm", change.org_id, previous_owner or change.owner_id)
+        previous = await self.redis.hget(held_by, change.record_id)
         if change.op == "deleted":
-            await self.redis.hdel(name, change.record_id)
-            return
-        previous = await self.redis.hget(name, change.record_id)
-        entry = {"change": change.model_dump(mode="json")}
-        # How a record entered the CRM decides whether it is ever synced: keep its first source.
-        entry["created_source"] = json.loads(previous)["created_source"] if previous else change.source.value
-        await self.redis.hset(name, change.record_id, json.dumps(entry))
+            await self.redis.hdel(held_by, change.record_id)
+            await self.redis.hdel(owners, change.record_id)
+            return moved_from
+        earlier = json.loads(previous) if previous else None
+        # How a record entered the CRM decides whether it is synced until a person touches it: keep its first source.
+        entry = {
+            "change": change.model_dump(mode="json"),
+            "created_source": earlier["created_source"] if earlier else change.source.value,
+            "in_sync": rules.brought_into_sync(_in_sync(earlier), change.source),
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if moved_from:
+                pipe.hdel(held_by, change.record_id)
+            pipe.hset(key("calcrm", change.org_id, change.owner_id), change.record_id, json.dumps(entry))
+            pipe.hset(owners, change.record_id, change.owner_id)
+            await pipe.execute()
+        return moved_from
 
-    async def events_of(self, org_id: str, owner_id: str) -> dict[str, tuple[CrmChange, str]]:
+    async def events_of(self, org_id: str, owner_id: str) -> dict[str, IndexedEvent]:
         raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))
-        out = {}
-        for record_id, value in raw.items():
-            entry = json.loads(value)
-            out[record_id] = (CrmChange.model_validate(entry["change"]), entry["created_source"])
-        return out
+        return {record_id: _indexed(value) for record_id, value in raw.items()}
 
-    async def event(self, org_id: str, owner_id: str, record_id: str) -> tuple[CrmChange, str] | None:
+    async def event(self, org_id: str, owner_id: str, record_id: str) -> IndexedEvent | None:
         value = await self.redis.hget(key("calcrm", org_id, owner_id), record_id)
-        if value is None:
-            return None
-        entry = json.loads(value)
-        return CrmChange.model_validate(entry["change"]), entry["created_source"]
+        return None if value is None else _indexed(value)
 
     async def record_contact(self, change: CrmChange) -> None:
         address = str(change.fields.get("Email") or "").strip().lower()
@@ -256,3 +321,15 @@ class CrmIndex:
         if await self.redis.set(name, owner_id, nx=True):
             return owner_id
         return await self.redis.get(name)
+
+
+def _in_sync(entry: dict | None) -> bool | None:
+    """Entries indexed before `in_sync` existed say it through their first source."""
+    if entry is None:
+        return None
+    return entry.get("in_sync", entry["created_source"] not in ("import", "migration"))
+
+
+def _indexed(value: str) -> IndexedEvent:
+    entry = json.loads(value)
+    return IndexedEvent(CrmChange.model_validate(entry["change"]), entry["created_source"], bool(_in_sync(entry)))

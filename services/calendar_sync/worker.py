@@ -1,6 +1,7 @@
 """calendar_sync's streams: each agent hands a message to the runtime and the engine, nothing more.
 
   crm.changes              index every CRM event and contact; re-key calendar-relevant changes by owner
+                           (and by the previous owner, whose calendar loses an event moved away)
   calendar_sync.crm_events a user's CRM event changes, in order: pushed to the provider at once
   provider.notifications   a push from Google or Graph: pull the user's changes since the cursor
   integration.configs      enable (first sync + channel), disable (stop; Microsoft: delete synced events)
@@ -31,12 +32,15 @@ runtime = CalendarRuntime(settings, publisher.publish, publisher.send)
 
 
 async def index_crm_change(change: CrmChange, record) -> None:
-    if await runtime.engine.observe_crm_change(change) or change.module != CrmModule.EVENTS:
+    """Index the change; hand it to its owner's calendars, and to those of the owner it moved away from."""
+    seen = await runtime.engine.observe_crm_change(change)
+    if seen.echo or change.module != CrmModule.EVENTS:
         return
-    for scope in calendar_scopes(change.org_id, change.owner_id):
-        config = await runtime.configs.get(scope)
-        if config is not None and config.enabled:
-            await publisher.publish(CRM_EVENTS.name, scope, change)
+    for owner in seen.owners:
+        for scope in calendar_scopes(change.org_id, owner):
+            config = await runtime.configs.get(scope)
+            if config is not None and config.enabled:
+                await publisher.publish(CRM_EVENTS.name, scope, change)
 
 
 async def push_crm_event(change: CrmChange, record) -> None:

@@ -1,4 +1,5 @@
-"""Calendar-specific admin endpoints: a preview before enabling, and the list of two-way clashes.
+"""Calendar-specific admin endpoints: a preview before enabling, the list of two-way clashes, and the
+org's calendar settings (whether a participant list a CRM user changed may mail the participants).
 
 Ingest never calls a provider itself: a preview is a `preview` SyncJob that the calendar worker
 answers through Redis; ingest waits for that answer with a deadline.
@@ -10,8 +11,10 @@ import json
 import uuid
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict
 
 from schemas import Integration, IntegrationConfig, SyncJob, SyncJobKind, user_key
+from services.calendar_sync.store import OrgCalendarSettings
 from services.common.state import ConfigStore, key
 from services.common.topics import SYNC_JOBS
 from services.ingest.admin import OrgId, UserId, require_admin
@@ -61,3 +64,26 @@ async def conflicts(org_id: OrgId, user_id: UserId, integration: Integration,
     parts = user_key(org_id, user_id, integration.value).split(":")
     raw = await ctx.redis.lrange(key("calconflicts", *parts), 0, limit - 1)
     return {"conflicts": [json.loads(entry) for entry in raw]}
+
+
+class CalendarSettingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    notify_participants_on_change: bool
+
+
+def _settings_view(org_id: str, notify: bool) -> dict:
+    return {"org_id": org_id, "notify_participants_on_change": notify}
+
+
+@router.put("/{org_id}/calendar-settings")
+async def put_calendar_settings(org_id: OrgId, body: CalendarSettingsRequest,
+                                ctx: IngestContext = Depends(ingest_context)) -> dict:
+    """Whether a change a CRM user makes to an event's participants mails them (Google sendUpdates=all;
+    Outlook: the attendees are written, which invites them). Off by default: a sync mails nobody."""
+    await OrgCalendarSettings(ctx.redis).set_notify_participants(org_id, body.notify_participants_on_change)
+    return _settings_view(org_id, body.notify_participants_on_change)
+
+
+@router.get("/{org_id}/calendar-settings")
+async def get_calendar_settings(org_id: OrgId, ctx: IngestContext = Depends(ingest_context)) -> dict:
+    return _settings_view(org_id, await OrgCalendarSettings(ctx.redis).notifies_participants(org_id))

@@ -326,14 +326,13 @@ async def test_throttled_and_failing_graph_loses_no_write_and_doubles_none(sandb
     assert len({r.provider_id for r in results + singles}) == 50
 
 
-async def test_participants_are_not_invited_unless_the_org_allows_it(connections, provider, user, outlook):
+async def test_participants_are_not_invited_unless_the_write_may_notify(provider, outlook):
     guests = (Attendee(email="bob@example.com"), Attendee(email="eve@example.com"))
     quiet = await provider.upsert("rec-1", meeting("Review", attendees=guests), None)
     assert quiet.written.attendees == ()
     assert any("attendees" in note and "invitations" in note for note in quiet.unmapped)
 
-    inviting = connections.calendar(delegated(user), org_id=ORG, user_id=USER, invite_attendees=True)
-    invited = await inviting.upsert("rec-2", meeting("Review 2", attendees=guests), None)
+    invited = await provider.upsert("rec-2", meeting("Review 2", attendees=guests), None, notify=True)
     assert [a.email for a in invited.written.attendees] == ["bob@example.com", "eve@example.com"]
     # An update without participants leaves the invitees Outlook has alone.
     await provider.upsert("rec-2", meeting("Review 2, later", hour=15), invited.provider_id)

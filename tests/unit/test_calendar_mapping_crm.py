@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from services.calendar_sync.mapping import InvalidEvent, canonical_to_crm, crm_to_canonical
+from services.calendar_sync.mapping import InvalidEvent, canonical_to_crm, changed_crm_fields, crm_to_canonical
 from services.calendar_sync.model import UNTITLED
 from services.common.retry import PermanentError
 from tests.unit.test_calendar_model import at, day, guest, meeting
@@ -204,3 +204,36 @@ def test_loosely_typed_values_are_read_as_meant():
 
 def test_a_finding_about_both_ends_is_reported_once():
     assert len(crm_to_canonical(crm_event(Time_Zone="Mars/Olympus_Mons")).problems) == 1
+
+
+def test_a_writeback_carries_only_the_fields_that_changed_so_an_unheard_crm_edit_survives():
+    before = meeting(location="Room 1")
+    assert changed_crm_fields(before, before.model_copy(update={"location": "Room 2"})) == {"Venue": "Room 2"}
+    retitled = changed_crm_fields(before, before.model_copy(update={"title": "", "description": "Agenda"}))
+    assert retitled == {"Event_Title": UNTITLED, "Description": "Agenda"}
+    assert changed_crm_fields(before, before) == {}
+    assert changed_crm_fields(None, before) == canonical_to_crm(before), "nothing known: every field"
+
+
+def test_a_changed_time_range_is_written_whole_and_participants_keep_their_crm_type():
+    before = meeting(attendees=(guest("ann@x.com"),))
+    moved = before.model_copy(update={"end": at("2026-11-24T12:00:00+01:00", "Europe/Berlin")})
+    assert set(changed_crm_fields(before, moved)) == {"All_day", "Start_DateTime", "End_DateTime", "Time_Zone"}
+    answered = before.model_copy(update={"attendees": (guest("ann@x.com", response="accepted"),)})
+    current = {"Participants": [{"type": "contact", "Email": "ann@x.com"}]}
+    assert changed_crm_fields(before, answered, current)["Participants"] == [
+        {"type": "contact", "Email": "ann@x.com", "name": "", "status": "accepted", "optional": False}]
+
+
+def test_an_exception_of_a_series_names_its_series_and_original_start():
+    from services.calendar_sync.mapping import crm_occurrence
+
+    timed = crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01T10:00:00+01:00",
+                            "Time_Zone": "Europe/Berlin"})
+    assert timed == ("rec-1", at("2026-12-01T10:00:00+01:00", "Europe/Berlin"))
+    assert crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01"}) == ("rec-1", day("2026-12-01"))
+    assert crm_occurrence({"Event_Title": "Single"}) is None
+    with pytest.raises(InvalidEvent, match="Original_Start"):
+        crm_occurrence({"Series_Id": "rec-1", "Original_Start": "first Monday"})
+    with pytest.raises(InvalidEvent, match="no UTC offset"):
+        crm_occurrence({"Series_Id": "rec-1", "Original_Start": "2026-12-01T10:00:00"})

@@ -1,4 +1,6 @@
 """Google Calendar v3 events <-> canonical events: what Google sends, what we write, what Google cannot hold."""
+import datetime as dt
+
 import pytest
 
 from services.calendar_sync.mapping import (
@@ -170,3 +172,19 @@ def test_the_limits_are_settings():
                            popup_reminders_max=5, reminder_minutes_max=40320)
     event = meeting(description="x" * 20_000, attendees=tuple(guest(f"g{n}@x.com") for n in range(900)))
     assert fit_google(event, roomy) == Mapped(event)
+
+
+def test_an_exception_of_a_series_carries_its_original_start_and_a_malformed_one_is_refused():
+    from services.calendar_sync.mapping import InvalidEvent, google_original_start
+    from services.calendar_sync.model import EventTime
+
+    cancelled = {"id": "abc_20261201T090000Z", "status": "cancelled", "recurringEventId": "abc",
+                 "originalStartTime": {"dateTime": "2026-12-01T10:00:00+01:00", "timeZone": "Europe/Berlin"}}
+    original = google_original_start(cancelled)
+    assert original is not None and original.time_zone == "Europe/Berlin"
+    assert original.instant() == dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    all_day = {"recurringEventId": "abc", "originalStartTime": {"date": "2026-12-01"}}
+    assert google_original_start(all_day) == EventTime.on(dt.date(2026, 12, 1))
+    assert google_original_start({"id": "single", "originalStartTime": {"date": "2026-12-01"}}) is None
+    with pytest.raises(InvalidEvent, match="originalStartTime"):
+        google_original_start({"recurringEventId": "abc", "originalStartTime": {"dateTime": "soon"}})

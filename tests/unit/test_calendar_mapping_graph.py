@@ -265,3 +265,20 @@ def test_a_pattern_we_do_not_know_is_reported_and_the_event_still_maps():
     broken = graph_to_canonical(graph_event(recurrence={"pattern": {"type": "absoluteYearly", "interval": 1},
                                                         "range": {"type": "noEnd", "startDate": "2026-11-24"}}))
     assert broken.problems == ("recurrence: malformed (KeyError: 'month'): not synced",)
+
+
+def test_an_exception_of_an_outlook_series_carries_its_original_start_in_the_events_zone():
+    from services.calendar_sync.mapping import InvalidEvent, graph_original_start
+    from services.calendar_sync.model import EventTime
+
+    exception = {"id": "ex1", "type": "exception", "seriesMasterId": "m1", "originalStart": "2026-12-01T09:00:00Z",
+                 "originalStartTimeZone": "W. Europe Standard Time"}
+    original = graph_original_start(exception)
+    assert original is not None and original.time_zone == "Europe/Berlin"
+    assert original.instant() == dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
+    whole_day = exception | {"isAllDay": True, "originalStart": "2026-11-30T23:00:00Z"}
+    assert graph_original_start(whole_day) == EventTime.on(dt.date(2026, 12, 1)), "the day in the event's zone"
+    assert graph_original_start(exception | {"type": "occurrence"}) is None, "an occurrence is the series"
+    assert graph_original_start({"id": "single", "type": "singleInstance"}) is None
+    with pytest.raises(InvalidEvent, match="originalStart"):
+        graph_original_start(exception | {"originalStart": "soon"})

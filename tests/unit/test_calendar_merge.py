@@ -130,3 +130,21 @@ def test_a_start_made_all_day_on_one_side_takes_its_end_along():
 def test_the_crm_learns_the_meetings_uid_from_the_provider():
     result = merge_three_way(BASE, BASE, BASE.model_copy(update={"ical_uid": "abc@google.com"}), EARLY, LATE)
     assert result.merged.ical_uid == "abc@google.com" and result.to_crm and not result.to_provider
+
+
+def test_what_the_provider_never_held_is_no_deletion_there():
+    """Outlook was not sent the participants (that would invite them): its copy has none, and an Outlook
+    edit of another field keeps the CRM's participants and asks no write back."""
+    def outlook_holds(event):
+        return fit_graph(event).event.model_copy(update={"attendees": ()})
+
+    held_by_outlook = BASE.model_copy(update={"attendees": ()})
+    edited = held_by_outlook.model_copy(update={"location": "Outlook room"})
+    result = merge_three_way(BASE, BASE, edited, EARLY, LATE, provider_holds=outlook_holds,
+                             provider_base=held_by_outlook)
+    assert result.merged.attendees == BASE.attendees and result.merged.location == "Outlook room"
+    assert result.to_crm and not result.to_provider and result.conflicts == ()
+
+    dropped = BASE.model_copy(update={"attendees": ()})  # Google held the guest, and its user removed him
+    result = merge_three_way(BASE, BASE, dropped, EARLY, LATE, provider_holds=google_holds, provider_base=BASE)
+    assert result.merged.attendees == () and result.to_crm

@@ -88,3 +88,29 @@ def test_the_fingerprint_is_equal_for_equal_meaning_and_ignores_the_ical_uid():
     assert same.fingerprint() == meeting().fingerprint()
     assert meeting(title="Other").fingerprint() != meeting().fingerprint()
     assert meeting(start=at("2026-11-24T10:00:00+01:00", "Europe/Paris")).fingerprint() != meeting().fingerprint()
+
+
+def test_a_cancelled_occurrence_is_an_exception_date_of_its_series():
+    from services.calendar_sync.model import with_exception_date
+
+    series = meeting(recurrence=("RRULE:FREQ=WEEKLY;COUNT=5",))
+    timed = with_exception_date(series, at("2026-12-01T10:00:00+01:00", "Europe/Berlin"))
+    assert timed.recurrence == ("RRULE:FREQ=WEEKLY;COUNT=5", "EXDATE:20261201T090000Z"), "the instant, in UTC"
+    assert timed.fingerprint() != series.fingerprint()
+    whole_days = meeting(start=day("2026-11-24"), end=day("2026-11-25"), recurrence=("RRULE:FREQ=DAILY",))
+    assert with_exception_date(whole_days, day("2026-11-26")).recurrence[-1] == "EXDATE;VALUE=DATE:20261126"
+    again = with_exception_date(timed, at("2026-12-01T09:00:00Z"))
+    assert again.recurrence == timed.recurrence, "the same occurrence twice: one line"
+
+
+def test_the_dates_an_exdate_removes_are_read_in_every_form_rfc_5545_writes():
+    from services.calendar_sync.model import exception_dates
+
+    lines = ("RRULE:FREQ=DAILY", "EXDATE:20261201T090000Z,20261208T090000Z", "EXDATE;VALUE=DATE:20261203",
+             "EXDATE;TZID=Europe/Berlin:20261205T100000", "EXDATE:not-a-date", "EXDATE;TZID=Mars/Base:20261205T100000")
+    found = exception_dates(lines)
+    assert [t.instant() for t in found] == [
+        dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC), dt.datetime(2026, 12, 8, 9, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 3, tzinfo=dt.UTC), dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)]
+    assert found[2] == day("2026-12-03") and found[3].time_zone == "Europe/Berlin"
+    assert exception_dates(("RRULE:FREQ=WEEKLY",)) == []

@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 from schemas import ChangeSource, CrmModule, CrmOp, Direction, Integration, IntegrationConfig
 from services.calendar_sync.mapping import crm_to_canonical, google_to_canonical
 from services.calendar_sync.rules import (
+    brought_into_sync,
     crm_change_decision,
     first_sync_order,
     google_event_id,
     guests_to_add_as_contacts,
     meeting_key,
+    modified_time,
     provider_change_is_echo,
     send_updates,
 )
@@ -49,10 +51,39 @@ def test_events_created_one_by_one_or_bulk_updated_are_synced_imported_or_migrat
         assert decision.reason == f"changed by {source.value}: bulk loads are not synced"
 
 
-def test_an_event_that_entered_the_crm_by_import_stays_unsynced_when_edited_later():
-    decision = crm_change_decision(change(source=ChangeSource.UI), config(), OURS, entered_by="import")
-    assert decision.sync is False and decision.reason == "entered the CRM by import: bulk loads are not synced"
-    assert crm_change_decision(change(), config(), OURS, entered_by=ChangeSource.UI).sync
+def test_an_imported_event_is_synced_once_a_person_edits_or_bulk_updates_it():
+    assert brought_into_sync(None, ChangeSource.IMPORT) is False
+    assert brought_into_sync(False, ChangeSource.MIGRATION) is False
+    assert brought_into_sync(False, ChangeSource.BULK_UPDATE) is True
+    assert brought_into_sync(False, ChangeSource.UI) is True
+    assert brought_into_sync(True, ChangeSource.IMPORT) is True, "once in sync, a later import keeps both sides equal"
+    assert brought_into_sync(None, ChangeSource.INTEGRATION) is True, "it came from a provider"
+
+
+def test_a_bulk_load_of_an_event_in_sync_is_synced_of_any_other_it_is_not():
+    reimported = change(source=ChangeSource.IMPORT, op=CrmOp.UPDATED)
+    assert crm_change_decision(reimported, config(), OURS, in_sync=False).sync is False
+    assert crm_change_decision(reimported, config(), OURS, in_sync=True).sync
+    assert crm_change_decision(reimported, config(), OURS, mapped=True).sync, "this calendar holds a copy"
+    assert crm_change_decision(change(source=ChangeSource.UI), config(), OURS, in_sync=False).sync
+
+
+def test_an_event_moved_to_another_owner_leaves_the_calendar_that_holds_it():
+    moved = change(owner_id="user-2", op=CrmOp.UPDATED)
+    decision = crm_change_decision(moved, config(), OURS, mapped=True)
+    assert decision.sync and decision.remove and decision.reason == "moved to owner user-2: removed from this calendar"
+    assert crm_change_decision(moved, config(), OURS, mapped=False).remove is False
+    assert crm_change_decision(moved, config(direction=Direction.PROVIDER_TO_CRM), OURS, mapped=True).sync is False
+    assert crm_change_decision(change(), config(), OURS, mapped=True).remove is False
+
+
+def test_a_provider_modification_time_is_read_one_way_and_a_malformed_one_is_the_epoch():
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    assert modified_time("2026-11-24T10:00:00.1234567Z") == dt.datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=dt.UTC)
+    assert modified_time("2026-11-24T11:00:00+01:00") == dt.datetime(2026, 11, 24, 10, tzinfo=dt.UTC)
+    assert modified_time("2026-11-24T10:00:00") == dt.datetime(2026, 11, 24, 10, tzinfo=dt.UTC), "no offset: UTC"
+    assert modified_time("yesterday") == epoch and modified_time("") == epoch and modified_time(None) == epoch
+    assert modified_time("2026-13-45T99:00:00Z") < NOW, "a malformed time never outranks a CRM edit"
 
 
 def test_our_own_writeback_coming_back_is_an_echo_whoever_recognises_it():

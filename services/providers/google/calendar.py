@@ -6,7 +6,8 @@ What makes it safe to repeat anything:
   there, live or deleted (ids stay taken after a delete: re-enabling after deleting the configuration),
   so it is patched back to `confirmed` with our fields: one event, same id, always;
 - the event carries our record id in extendedProperties.private, so a lost mapping is found again;
-- every write says sendUpdates=none: a sync never mails attendees.
+- every write says sendUpdates=none: a sync never mails attendees; only a write the engine marks `notify`
+  (a participant list a CRM user changed, in an org that allows it) says sendUpdates=all.
 Throttling and 5xx are retried with backoff in client.py; in a batch only the calls that failed are
 sent again.
 """
@@ -19,8 +20,14 @@ from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import parse_qs, urlencode
 
-from services.calendar_sync.mapping import InvalidEvent, canonical_to_google, fit_google, google_to_canonical
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync.mapping import (
+    InvalidEvent,
+    canonical_to_google,
+    fit_google,
+    google_original_start,
+    google_to_canonical,
+)
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, NotWritable, ProviderEvent, WriteResult
 from services.calendar_sync.rules import google_event_id
 from services.common.logging import get_logger
@@ -59,6 +66,7 @@ class _Write:
     linked_id: str | None
     our_id: str
     step: str = "insert"
+    send_updates: str = "none"  # "all" only for a participant change the org lets notify
     attempts: int = 0
     outcome: WriteResult | BaseException | None = None
 
@@ -69,11 +77,12 @@ class _Write:
     def request(self, calendar_id: str):
         if self.step == "insert":
             body = {**self.body, "id": self.our_id}
-            return lambda service: service.events().insert(calendarId=calendar_id, body=body, **NO_MAILS)
+            return lambda service: service.events().insert(calendarId=calendar_id, body=body,
+                                                           sendUpdates=self.send_updates)
         event_id = self.linked_id if self.step == "patch_linked" else self.our_id
         body = {k: v for k, v in self.body.items() if k != "iCalUID"}  # fixed at creation
         return lambda service: service.events().patch(calendarId=calendar_id, eventId=event_id, body=body,
-                                                      **NO_MAILS)
+                                                      sendUpdates=self.send_updates)
 
     def next_step(self, error: GoogleApiError) -> bool:
         """Move on after an answer that says where the event is; False when there is no next step."""
@@ -158,9 +167,30 @@ class GoogleCalendarProvider:
         found = self._provider_events(page)
         return found[0] if found else None
 
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """events.instances with `originalStart` (https://developers.google.com/calendar/api/v3/reference/events/instances);
+        the answer is matched on originalStartTime too, so a wider answer cannot give a wrong occurrence."""
+        try:
+            page = await self.api.call(lambda s: s.events().instances(
+                calendarId=self.calendar_id, eventId=series_id, originalStart=original_start.rfc3339(),
+                maxResults=MAX_PAGE))
+        except GoogleApiError as error:
+            if error.status in (404, 410):
+                return None
+            _raise_refusal(error)
+        for item in page.get("items", []):
+            try:
+                found = google_original_start(item, page.get("timeZone"))
+            except InvalidEvent:
+                continue
+            if found is not None and found.instant() == original_start.instant():
+                return item["id"]
+        return None
+
     # --- writing ----------------------------------------------------------------------------------
-    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
-        (result,) = await self.upsert_many([(crm_record_id, event, provider_id)])
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
+                     notify: bool = False) -> WriteResult:
+        (result,) = await self._upsert([self._write(crm_record_id, event, provider_id, notify)])
         if isinstance(result, BaseException):
             raise result
         return result
@@ -171,7 +201,9 @@ class GoogleCalendarProvider:
         Each round sends every write still open: those answered 404/409 go on to their next call at
         once, those throttled or failed with a 5xx go again after a backoff, only they.
         """
-        writes = [self._write(*item) for item in items]
+        return await self._upsert([self._write(*item) for item in items])
+
+    async def _upsert(self, writes: list[_Write]) -> list[WriteResult | Exception]:
         open_writes = writes
         while open_writes:
             answers = await self.api.call_each([w.request(self.calendar_id) for w in open_writes])
@@ -230,7 +262,7 @@ class GoogleCalendarProvider:
                 raise
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _write(self, record_id: str, event: CanonicalEvent, provider_id: str | None) -> _Write:
+    def _write(self, record_id: str, event: CanonicalEvent, provider_id: str | None, notify: bool = False) -> _Write:
         body = dict(canonical_to_google(event))
         body.pop("id", None)
         body["status"] = "confirmed"  # also brings back an event deleted at Google under our id
@@ -238,7 +270,8 @@ class GoogleCalendarProvider:
         extended = dict(body.get("extendedProperties") or {})
         extended["private"] = {**(extended.get("private") or {}), **private}
         body["extendedProperties"] = extended
-        return _Write(record_id, event, body, provider_id, google_event_id(self.org_id, self.user_id, record_id))
+        return _Write(record_id, event, body, provider_id, google_event_id(self.org_id, self.user_id, record_id),
+                      send_updates="all" if notify else "none")
 
     async def _write_result(self, event: CanonicalEvent, resource: dict) -> WriteResult:
         """What Google holds now, read as a listing would read it; `unmapped`: what Google cannot hold."""
@@ -265,7 +298,8 @@ class GoogleCalendarProvider:
         record_id = private.get(RECORD_PROPERTY) if ours else None
         mapped = google_to_canonical(item, zone)  # None for a cancelled (deleted) event
         return ProviderEvent(item["id"], mapped.event, record_id, item.get("etag"), item.get("updated"),
-                             mapped.problems)
+                             mapped.problems, series_id=item.get("recurringEventId"),
+                             original_start=google_original_start(item, zone))
 
     async def _calendar_zone(self) -> str:
         zone = _zones.get(self._zone_key)

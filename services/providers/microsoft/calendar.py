@@ -1,7 +1,7 @@
 """One user's own Outlook calendar through Microsoft Graph: the CalendarProvider for Microsoft 365.
 
-"My Events" is the user's own events: those in the user's default calendar (`/users/{id}/events`,
-`/users/{id}/calendarView`) that the user organises (`isOrganizer`; an event with no attendees is
+"My Events" is the user's own events: those in the synced calendar (the default one, `/users/{id}/events`
+and `/calendarView`, or the configured target, `/users/{id}/calendars/{target}/...`) that the user organises (`isOrganizer`; an event with no attendees is
 organised by its owner). Invitations from other people that Outlook puts in the same calendar are left
 out of the changes: they belong to their organiser, whose own sync brings the meeting into the CRM.
 Events this adapter writes are created in that calendar, so the user organises them.
@@ -22,22 +22,27 @@ Writing. A create carries `transactionId` (from org, user and record) and our ex
 write for a record with no known event first looks for the event by its record id, so a lost mapping
 never makes a second event. Writes in bulk go 20 to a `$batch`.
 
-Invitations. Graph has no `sendUpdates=none`: creating or updating an event that has attendees sends
-invitations or updates from the organiser's mailbox. So this adapter writes attendees only when told
-to (`invite_attendees`, the org's setting that a change the user made to the participants may notify
-them); otherwise the participants stay in the CRM, are reported in `WriteResult.unmapped`, and an
-update leaves whatever attendees the Outlook event has untouched (PATCH writes only what it carries).
+Invitations. Graph has no `sendUpdates=none`: creating or updating an event with attendees sends
+invitations or updates from the organiser's mailbox ("when one creates an event using a POST /events
+operation, the event gets sent", microsoftgraph/microsoft-graph-docs pull 7246; no flag suppresses it,
+Microsoft Q&A 5636814; `isDraft` is read-only in v1.0). So attendees are written only by a write the
+engine marks `notify` (a participant list a CRM user changed, in an org whose setting lets such changes
+notify); any other write leaves them out: the participants stay in the CRM, are reported in
+`WriteResult.unmapped`, and an update leaves whatever attendees the Outlook event has untouched (PATCH
+writes only what it carries).
 Deleting a meeting that has attendees does send them a cancellation (Graph: event delete): that is
 the meeting ending, not spam, and happens only for events that had attendees in Outlook.
 """
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from services.calendar_sync import mapping
-from services.calendar_sync.model import CanonicalEvent
+from services.calendar_sync import rules
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
 from services.common.logging import get_logger
 from services.common.settings import Settings
@@ -58,6 +63,9 @@ log = get_logger(__name__)
 # Graph's codes for a delta token it no longer knows (410 with a Location, or a 40x for Outlook).
 _SYNC_STATE_LOST = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 _LIST_PAGE = 1000  # $top for our own events: the most one events page holds
+_ZONE_KEPT_S = 3600.0  # a mailbox's time zone is read again after this: users move and change it
+# mailbox -> (its time zone, when read): all-day events are written midnight to midnight there.
+_mailbox_zones: dict[str, tuple[str, float]] = {}
 _Item = tuple[str, CanonicalEvent, str | None]
 
 
@@ -78,18 +86,21 @@ class _Found:
 
 
 class GraphCalendarProvider:
-    """The default calendar of one mailbox, synced for one CRM user (org_id, user_id)."""
+    """One calendar of one mailbox (`calendar_id`, the default calendar when None), synced for one CRM
+    user (org_id, user_id)."""
 
     def __init__(self, client: GraphClient, settings: Settings, *, mailbox: str, org_id: str, user_id: str,
-                 invite_attendees: bool = False):
+                 calendar_id: str | None = None):
         self.client = client
         self.mailbox = mailbox
         self.org_id = org_id
         self.user_id = user_id
-        self.invite_attendees = invite_attendees
         self.horizon = dt.timedelta(days=settings.graph_calendar_horizon_days)
         self.subscriptions = Subscriptions(client, settings.graph_subscription_max_minutes)
         self._user = f"/users/{quote(mailbox, safe='@')}"
+        # Where events are listed, created and tracked: a chosen calendar, or the default one, which
+        # is what /users/{id}/events and /calendarView stand for (https://learn.microsoft.com/graph/api/user-post-events).
+        self._calendar = f"{self._user}/calendars/{quote(calendar_id, safe='')}" if calendar_id else self._user
         self._owner = ids.owner_value(org_id, user_id)
 
     # --- calendars --------------------------------------------------------------------------------
@@ -108,7 +119,7 @@ class GraphCalendarProvider:
         url = page_token or cursor
         if url is None:
             now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-            url = f"{self._user}/calendarView/delta"
+            url = f"{self._calendar}/calendarView/delta"
             params = {"startDateTime": _graph_time(now - dt.timedelta(days=window_days)),
                       "endDateTime": _graph_time(now + self.horizon)}
         headers = {"Prefer": f"odata.maxpagesize={max(1, min(page_cap, _LIST_PAGE))}"}
@@ -146,6 +157,8 @@ class GraphCalendarProvider:
             removed = item.get("@removed", {}).get("reason")
             if removed == "deleted":
                 deleted.add(item["id"])
+            elif item.get("type") == "exception":  # an occurrence edited on its own: an event of its own
+                to_read.append(item["id"])
             elif removed or item.get("seriesMasterId"):
                 to_read.append(item.get("seriesMasterId") or item["id"])
             else:
@@ -163,9 +176,10 @@ class GraphCalendarProvider:
 
         events: dict[str, ProviderEvent] = {}
         for item in items:
-            event_id = item["id"] if item["id"] in deleted else item.get("seriesMasterId") or item["id"]
+            own = item["id"] in deleted or item.get("type") == "exception"
+            event_id = item["id"] if own else item.get("seriesMasterId") or item["id"]
             raw = found.events.get(event_id)
-            if raw is not None and raw.get("seriesMasterId"):
+            if raw is not None and raw.get("seriesMasterId") and raw.get("type") != "exception":
                 raw = found.events.get(raw["seriesMasterId"])
             if raw is None:
                 events.setdefault(event_id, ProviderEvent(event_id, None))
@@ -198,6 +212,7 @@ class GraphCalendarProvider:
         which is skipped rather than stopping the user's sync or passing for a deletion."""
         try:
             mapped = mapping.graph_to_canonical(raw)
+            original_start = mapping.graph_original_start(raw)
         except mapping.InvalidEvent as exc:
             log.warning("outlook event not mappable: skipped", mailbox=self.mailbox, event_id=raw.get("id"),
                         reason=str(exc))
@@ -212,12 +227,33 @@ class GraphCalendarProvider:
             etag=raw.get("@odata.etag"),
             updated_at=raw.get("lastModifiedDateTime"),
             raw_problems=tuple(mapped.problems) + tuple(mapped.unmapped),
+            series_id=raw.get("seriesMasterId") if original_start is not None else None,
+            original_start=original_start,
         )
+
+    async def occurrence_id(self, series_id: str, original_start: EventTime) -> str | None:
+        """The series' instances around that start (https://learn.microsoft.com/graph/api/event-list-instances),
+        matched on `originalStart`, which occurrences and exceptions carry; a cancelled occurrence is not
+        listed (None)."""
+        moment = original_start.instant()
+        params = {"startDateTime": _graph_time(moment - dt.timedelta(days=1)),
+                  "endDateTime": _graph_time(moment + dt.timedelta(days=2))}
+        try:
+            answer = await self.client.request("GET", f"{self._event_path(series_id)}/instances", params=params)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for raw in answer.body.get("value", []):
+            original = rules.modified_time(raw.get("originalStart"))  # an instant, as the modification times
+            if original == moment:
+                return raw["id"]
+        return None
 
     # --- our events by CRM record -----------------------------------------------------------------
     async def find_by_crm_id(self, crm_record_id: str) -> ProviderEvent | None:
         params = {"$filter": ids.has_property(ids.RECORD_PROPERTY, crm_record_id), "$expand": ids.EXPAND_OURS}
-        async for page in self.client.pages(f"{self._user}/events", params):
+        async for page in self.client.pages(f"{self._calendar}/events", params):
             for raw in page:
                 if self._record_of(raw) == crm_record_id:
                     # Unmappable as it stands in Outlook, it is still the event to write over.
@@ -230,7 +266,7 @@ class GraphCalendarProvider:
         params = {"$filter": ids.has_property(ids.OWNER_PROPERTY, self._owner), "$select": "id",
                   "$expand": ids.EXPAND_OURS, "$top": str(_LIST_PAGE)}
         found: dict[str, str] = {}
-        async for page in self.client.pages(f"{self._user}/events", params):
+        async for page in self.client.pages(f"{self._calendar}/events", params):
             found.update((raw["id"], ids.properties_of(raw).get(ids.RECORD_PROPERTY, "")) for raw in page)
         return found
 
@@ -244,43 +280,48 @@ class GraphCalendarProvider:
         return {crm: pid for pid, crm in (await self._our_events()).items() if crm in wanted}
 
     # --- writes -----------------------------------------------------------------------------------
-    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None) -> WriteResult:
-        result = (await self.upsert_many([(crm_record_id, event, provider_id)]))[0]
+    async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
+                     notify: bool = False) -> WriteResult:
+        result = (await self._upsert([(crm_record_id, event, provider_id)], notify))[0]
         if isinstance(result, Exception):
             raise result
         return result
 
     async def upsert_many(self, items: list[_Item]) -> list[WriteResult | Exception]:
+        return await self._upsert(items, notify=False)
+
+    async def _upsert(self, items: list[_Item], notify: bool) -> list[WriteResult | Exception]:
         missing = [crm for crm, _, pid in items if pid is None]
         located = await self._locate(missing) if missing else {}
         targets = [pid or located.get(crm) for crm, _, pid in items]
-        writes = [self._write(crm, event, pid) for (crm, event, _), pid in zip(items, targets)]
+        zone = await self.all_day_zone() if any(event.start.all_day for _, event, _ in items) else "UTC"
+        writes = [self._write(crm, event, pid, notify, zone) for (crm, event, _), pid in zip(items, targets)]
         answers = await self.client.batch(writes)
         # An update of an event the user deleted in Outlook: the CRM still has the event, so create it again.
         gone = [n for n, answer in enumerate(answers) if targets[n] and answer.status == 404]
         if gone:
-            again = [self._write(items[n][0], items[n][1], None, replacing=targets[n]) for n in gone]
+            again = [self._write(items[n][0], items[n][1], None, notify, zone, replacing=targets[n]) for n in gone]
             for n, answer in zip(gone, await self.client.batch(again)):
                 answers[n] = answer
-        return [self._result(item, answer) for item, answer in zip(items, answers)]
+        return [self._result(item, answer, notify) for item, answer in zip(items, answers)]
 
-    def _write(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None,
-               replacing: str | None = None) -> BatchRequest:
-        body = mapping.canonical_to_graph(event)
-        if not self.invite_attendees:
+    def _write(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, notify: bool,
+               all_day_zone: str, replacing: str | None = None) -> BatchRequest:
+        body = mapping.canonical_to_graph(event, all_day_zone=all_day_zone)
+        if not notify:  # attendees written are invited: Graph has no way to write them quietly
             body.pop("attendees", None)
         body["singleValueExtendedProperties"] = ids.stamp(self.org_id, self.user_id, crm_record_id)
         if provider_id:
             return BatchRequest("PATCH", self._event_path(provider_id), body)
         body["transactionId"] = ids.transaction_id(self.org_id, self.user_id, crm_record_id, replacing)
-        return BatchRequest("POST", f"{self._user}/events", body)
+        return BatchRequest("POST", f"{self._calendar}/events", body)
 
-    def _result(self, item: _Item, answer: GraphResponse) -> WriteResult | Exception:
+    def _result(self, item: _Item, answer: GraphResponse, notify: bool) -> WriteResult | Exception:
         crm_record_id, event, _ = item
         if not answer.ok:
             return error_of(answer, f"write of CRM event {crm_record_id}")
         unmapped = list(mapping.fit_graph(event).unmapped)  # what Graph cannot hold (a second reminder...)
-        if event.attendees and not self.invite_attendees:
+        if event.attendees and not notify:
             unmapped.append(f"attendees: {len(event.attendees)} participants kept in the CRM only: writing "
                             "them to Outlook would send invitations")
         if unmapped:  # what Outlook does not hold of the CRM's event: the user is told, not left to find out
@@ -292,6 +333,23 @@ class GraphCalendarProvider:
             return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), None,
                                (*unmapped, f"read back: {exc}"))
         return WriteResult(answer.body["id"], answer.body.get("@odata.etag"), written.event, tuple(unmapped))
+
+    async def all_day_zone(self) -> str:
+        """The mailbox's time zone (mailboxSettings, https://learn.microsoft.com/graph/api/user-get-mailboxsettings):
+        an all-day event written midnight to midnight in UTC shows in Outlook across two days for anyone
+        west or east of UTC. Read once an hour per mailbox; UTC when it cannot be read (logged)."""
+        kept = _mailbox_zones.get(self.mailbox.lower())
+        if kept is not None and kept[1] > time.monotonic() - _ZONE_KEPT_S:
+            return kept[0]
+        try:
+            answer = await self.client.request("GET", f"{self._user}/mailboxSettings")
+        except GraphError as exc:
+            log.warning("mailbox time zone not readable: all-day events written in UTC", mailbox=self.mailbox,
+                        error=str(exc))
+            return "UTC"
+        zone = str(answer.body.get("timeZone") or "UTC")
+        _mailbox_zones[self.mailbox.lower()] = (zone, time.monotonic())
+        return zone
 
     async def delete(self, provider_id: str) -> None:
         try:
@@ -314,6 +372,9 @@ class GraphCalendarProvider:
 
     # --- push -------------------------------------------------------------------------------------
     async def watch(self, address: str, secret: str) -> Channel:
+        """A subscription to the mailbox's events, every calendar's ("all event changes in the user's
+        mailbox", https://learn.microsoft.com/graph/outlook-change-notifications-overview): each notification
+        only starts a delta round of the synced calendar."""
         return await self.subscriptions.create(f"{self._user.lstrip('/')}/events", address, secret)
 
     async def renew(self, channel: Channel) -> Channel:

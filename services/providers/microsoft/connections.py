@@ -45,14 +45,15 @@ class GraphConnections:
         return GraphClient(self.settings, self.tokens(grant), bucket, http=self.http)
 
     def calendar(self, grant: Grant, *, org_id: str, user_id: str, mailbox: str | None = None,
-                 invite_attendees: bool = False) -> GraphCalendarProvider:
-        """The calendar of `mailbox` (default: the grant's own account) synced for CRM user org_id/user_id.
-        An app-only grant reaches any mailbox of its tenant, so it needs `mailbox`."""
+                 calendar_id: str | None = None) -> GraphCalendarProvider:
+        """The calendar of `mailbox` (default: the grant's own account; `calendar_id`: its default
+        calendar when None) synced for CRM user org_id/user_id. An app-only grant reaches any mailbox
+        of its tenant, so it needs `mailbox`."""
         if mailbox is None and grant.app_only:
             raise ValueError("an app-only grant needs the mailbox to act on")
         mailbox = mailbox or grant.account_email
         return GraphCalendarProvider(self.client(grant, mailbox), self.settings, mailbox=mailbox,
-                                     org_id=org_id, user_id=user_id, invite_attendees=invite_attendees)
+                                     org_id=org_id, user_id=user_id, calendar_id=calendar_id)
 
     async def aclose(self) -> None:
         await self.http.aclose()
