@@ -16,7 +16,6 @@ from services.common.worker import FaustPublisher, handled_agent, new_worker_app
 from services.mail_fetch.address_index import AddressIndex
 from services.mail_fetch.delivery import MessageSink
 from services.mail_fetch.fleet import MailboxFleet
-from services.mail_fetch.group_publish import GroupPublisher
 from services.mail_fetch.kept_mail import KeptMail
 from services.mail_fetch.mail_state import MailboxLock, ThreadStore
 from services.mail_fetch.mailbox_poller import MailboxPoller
@@ -54,7 +53,7 @@ class MailFetch:
 
     def __init__(self):
         self.bus = Bus(settings, client_id=f"crmsync-{WORKER}")
-        self.sink = MessageSink(index, ThreadStore(redis), GroupPublisher(self.bus), org_settings, kept, WORKER)
+        self.sink = MessageSink(index, ThreadStore(redis), self.bus, org_settings, kept, WORKER)
         self.pop3 = Pop3Fetcher(self.sink, redis, SecretBox(settings.fernet_key_list))
         self.fleet = MailboxFleet(settings, self.make_poller, self.bus, retry_policy(settings), WORKER)
 
