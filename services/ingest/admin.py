@@ -105,6 +105,10 @@ async def put_config(
         raise invalid_body(exc) from None
     await ctx.bus.publish(INTEGRATION_CONFIGS.name, config_key, config)
     await ConfigStore(ctx.redis).put(config_key, config.model_dump_json())
+    if previous is not None and isinstance(previous.mailbox, GmailMailbox) and (
+            not isinstance(config.mailbox, GmailMailbox)
+            or previous.mailbox.address.lower() != config.mailbox.address.lower()):
+        await ctx.gmail_mailboxes.remove(previous.mailbox.address)  # pushes for it are no longer ours
     if isinstance(config.mailbox, GmailMailbox):
         await ctx.gmail_mailboxes.put(config.mailbox.address, GmailMailboxOwner(org_id, user_id))
     return _public_view(config, None)

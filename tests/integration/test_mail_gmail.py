@@ -154,6 +154,9 @@ def test_a_changed_gmail_address_stops_the_old_watch_and_fetches_each_message_on
     wait_for(lambda: watch_of(sandbox, old["email"]) is None, 30, what="users.stop of the old mailbox")
     wait_for(lambda: (world.status("ga0") or {}).get("state") == "auth_failed", 30, what="auth_failed")
     assert old["email"] in world.status("ga0")["reason"] and new["email"] in world.status("ga0")["reason"]
+    registry = world.redis()
+    assert not registry.exists(f"crmsync:mailbox:gmail:{old['email'].lower()}"), "pushes for it are refused"
+    assert registry.exists(f"crmsync:mailbox:gmail:{new['email'].lower()}")
 
     # Connected: the new mailbox is fetched and watched; mail reaching the old one is not fetched.
     deliver_gmail(sandbox, old["email"], mail("carl@contact.example", old["email"], "old-2"))
