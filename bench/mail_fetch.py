@@ -176,6 +176,9 @@ def _figures(baseline_name: str, measured_name: str, ratio_name: str, baselines:
         f"{measured_name}_per_s": round(rate, 1),
         ratio_name: round(rate / base, 3),
         f"{ratio_name}_rounds": [round(r / b, 3) for b, r in zip(baselines, rates)],
+        # the rates of each round too: on a shared machine a ratio's swings come from either side
+        f"{baseline_name}_rounds_per_s": [round(b, 1) for b in baselines],
+        f"{measured_name}_rounds_per_s": [round(r, 1) for r in rates],
     }
 
 
