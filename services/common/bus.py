@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -17,6 +17,49 @@ from services.common.topics import TopicSpec
 # Ingest takes request bodies up to 1 MiB, so one CRM change can be nearly that large once wrapped;
 # producers allow twice that, so such a change can be re-keyed or dead-lettered without being refused.
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
+Records = list[tuple[bytes | None, bytes]]  # (key, value), encoded
+
+
+class GroupedSends:
+    """One batch send at a time per topic; a send that finds others queued behind it takes them along.
+
+    Many concurrent `send_batch` calls each wait for the partition's in-flight batch to drain, and
+    aiokafka then gives up early with a false KafkaTimeoutError (its wait loop takes the elapsed time
+    off the timeout again on every turn). Serialising the sends avoids that, and grouping them keeps
+    the throughput: commits are grouped as a database groups its log writes, fewer and larger record
+    batches go out, and every caller still returns only once the broker has its own records. A failed
+    send fails every caller of its group (each then retries its own).
+    """
+
+    def __init__(self, send: Callable[[str, Records], Awaitable[None]]):
+        self._send = send
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._queued: dict[str, list[tuple[Records, asyncio.Future]]] = {}
+
+    async def send(self, topic: str, records: Records) -> int:
+        mine = asyncio.get_running_loop().create_future()
+        self._queued.setdefault(topic, []).append((records, mine))
+        async with self._locks.setdefault(topic, asyncio.Lock()):
+            if not mine.done():  # nobody took it along: send it, with whatever queued behind it
+                await self._send_queued(topic, mine)
+                return len(records)
+        return mine.result()
+
+    async def _send_queued(self, topic: str, mine: asyncio.Future) -> None:
+        taken = self._queued.pop(topic, [])
+        try:
+            await self._send(topic, [record for records, _ in taken for record in records])
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the grouped send was cancelled")
+            for _, done in taken:
+                if done is not mine:
+                    done.set_exception(failure)
+            raise
+        for records, done in taken:
+            if done is not mine:
+                done.set_result(len(records))
 
 
 class Bus:
@@ -35,6 +78,7 @@ class Bus:
             max_request_size=MAX_MESSAGE_BYTES,
         )
         self._partitioner = DefaultPartitioner()
+        self._groups = GroupedSends(self._send_records)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -51,20 +95,22 @@ class Bus:
         """Publish a batch and wait for all of it: one record batch per partition, not one send per message.
 
         Partitions are chosen by the same murmur2 partitioner `publish` uses, so a key lands on the
-        same partition whichever way it is sent.
+        same partition whichever way it is sent. Concurrent calls are grouped (GroupedSends): one
+        goes out at a time and takes along those queued behind it.
         """
+        records = [(key.encode() if key else None, message.to_bytes()) for key, message in items]
+        return await self._groups.send(topic, records)
+
+    async def _send_records(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
         partitions = sorted(await self._producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-        count = 0
-        for key, message in items:
-            raw_key = key.encode() if key else None
+        for raw_key, value in records:
             partition = self._partitioner(raw_key, partitions, partitions)
-            by_partition.setdefault(partition, []).append((raw_key, message.to_bytes()))
-            count += 1
+            by_partition.setdefault(partition, []).append((raw_key, value))
         futures = []
-        for partition, records in by_partition.items():
+        for partition, in_partition in by_partition.items():
             batch = self._producer.create_batch()
-            for raw_key, value in records:
+            for raw_key, value in in_partition:
                 if batch.append(key=raw_key, value=value, timestamp=None) is None:
                     futures.append(await self._producer.send_batch(batch, topic, partition=partition))
                     batch = self._producer.create_batch()
@@ -72,7 +118,6 @@ class Bus:
                         raise ValueError(f"a message of {len(value)} bytes exceeds the producer's batch size")
             futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
-        return count
 
     async def publish_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas import Caps, Direction, GmailMailbox, Integration, IntegrationConfig, Pop3Mailbox, user_key
 from schemas.base import Identifier
 from services.common.state import ConfigStore, GmailMailboxOwner, StatusStore
+from services.common.tokens import TokenStore
 from services.common.topics import INTEGRATION_CONFIGS
 from services.ingest.context import IngestContext, ingest_context
 from services.ingest.problems import Problem, invalid_body
@@ -104,6 +105,10 @@ async def put_config(
         raise invalid_body(exc) from None
     await ctx.bus.publish(INTEGRATION_CONFIGS.name, config_key, config)
     await ConfigStore(ctx.redis).put(config_key, config.model_dump_json())
+    if previous is not None and isinstance(previous.mailbox, GmailMailbox) and (
+            not isinstance(config.mailbox, GmailMailbox)
+            or previous.mailbox.address.lower() != config.mailbox.address.lower()):
+        await ctx.gmail_mailboxes.remove(previous.mailbox.address)  # pushes for it are no longer ours
     if isinstance(config.mailbox, GmailMailbox):
         await ctx.gmail_mailboxes.put(config.mailbox.address, GmailMailboxOwner(org_id, user_id))
     return _public_view(config, None)
@@ -125,7 +130,14 @@ async def get_config(
 async def delete_config(
     org_id: OrgId, user_id: UserId, integration: Integration, ctx: IngestContext = Depends(ingest_context)
 ) -> Response:
-    """Publishes a tombstone: workers stop the integration and compaction forgets it."""
+    """Publishes a tombstone: workers stop the integration and compaction forgets it.
+
+    A mailbox's credentials go with it: the POP3 password lives only inside the configuration (the
+    stored copy is deleted here, the topic's by compaction), and the Gmail grant is deleted from the
+    token store, so nothing can fetch that mailbox any more. (mail_fetch stops the Gmail watch with the
+    token its watch record keeps for that purpose.) Calendar, contact and Drive grants stay: their
+    workers need them to clean up the provider side when the integration goes.
+    """
     config_key = user_key(org_id, user_id, integration.value)
     previous = await _stored(ctx, config_key)
     if previous is None:
@@ -135,4 +147,6 @@ async def delete_config(
     await ConfigStore(ctx.redis).delete(config_key)
     if isinstance(previous.mailbox, GmailMailbox):
         await ctx.gmail_mailboxes.remove(previous.mailbox.address)
+    if integration == Integration.MAIL:
+        await TokenStore(ctx.redis, ctx.secrets).delete(org_id, user_id, integration.value)
     return Response(status_code=204)

@@ -78,6 +78,13 @@ class AddressIndex:
             pipe.set(seen_key, "1")
             await pipe.execute()
 
+    async def primary_contact_of(self, org_id: str, deal_id: str) -> str | None:
+        """The contact the index holds as the deal's primary contact."""
+        return await self.redis.get(key(KIND, org_id, "deal", deal_id))
+
+    async def addresses_of(self, org_id: str, record: RecordRef) -> list[str]:
+        return sorted(await self.redis.smembers(key(KIND, org_id, "rec", record.module.value, record.record_id)))
+
     async def _apply_deal(self, change: CrmChange) -> None:
         org = change.org_id
         deal_key = key(KIND, org, "deal", change.record_id)

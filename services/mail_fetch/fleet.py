@@ -18,7 +18,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from schemas import Integration, IntegrationConfig, ProviderNotification, SyncJob
+from schemas import GmailMailbox, Integration, IntegrationConfig, Pop3Mailbox, ProviderNotification, SyncJob
 from services.common.handling import InboundRecord, MessageHandler
 from services.common.logging import get_logger
 from services.common.settings import Settings
@@ -89,7 +89,11 @@ class MailboxFleet:
         current = self.pollers.get(config.key)
         if current is None:
             self.pollers[config.key] = (record.partition, self.make_poller(config).start())
-        elif type(current[1].config.mailbox) is not type(config.mailbox):  # another kind: release the old one
+        elif mailbox_source(current[1].config) != mailbox_source(config):
+            # another mailbox (kind, Gmail address, POP3 server or user): the old one is stopped between two
+            # messages and released (its Gmail watch stopped), and the new one starts with its own state
+            if config.updated_at < current[1].config.updated_at:
+                return
             await self.pollers.pop(config.key)[1].remove()
             self.pollers[config.key] = (record.partition, self.make_poller(config).start())
         elif config.updated_at >= current[1].config.updated_at:
@@ -126,6 +130,16 @@ class MailboxFleet:
     async def _stop_pollers(self, keys: list[str]) -> None:
         stopping = [self.pollers.pop(k)[1] for k in keys if k in self.pollers]
         await asyncio.gather(*(p.stop() for p in stopping))
+
+
+def mailbox_source(config: IntegrationConfig) -> tuple:
+    """Where a configuration's mail comes from: what names its seen-set, cursor and watch."""
+    box = config.mailbox
+    if isinstance(box, GmailMailbox):
+        return ("gmail", box.address.lower())
+    if isinstance(box, Pop3Mailbox):
+        return ("pop3", box.host.lower(), box.port, box.username)
+    return (None,)
 
 
 class _Rebalance(ConsumerRebalanceListener):

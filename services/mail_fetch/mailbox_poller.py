@@ -79,9 +79,10 @@ class MailboxPoller:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def remove(self) -> None:
-        """The mailbox's configuration was deleted: stop, and release it."""
+        """The mailbox's configuration was deleted or points elsewhere now: stop, and release it."""
         await self.stop()
         await self._release()
+        log.info("mailbox removed", mailbox=self.config.key, source=self.config.mailbox.kind)
 
     async def _release(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """Re-linking earlier mail: when an org has it on and a lead or contact gets an address (a new record,
 or an edit), the mail already fetched that carries the address is attached to the record too, and, for
-a contact, to the deals it is the primary contact of. Without it, the address links only later mail.
+a contact, to the deals it is the primary contact of. Likewise a deal whose primary contact changes gets
+the new contact's mail already fetched. Without it, the change links only later mail.
 
 The commands carry the idempotency keys the fetch would have given them (mailbox + message + record),
 so mail the record already shows is not attached twice. It runs before the index records the new
@@ -37,7 +38,17 @@ class Relinker:
         records = [record]
         if record.module == CrmModule.CONTACTS:
             records += [RecordRef(CrmModule.DEALS, d) for d in await self.index.deals_of(org_id, record.record_id)]
-        commands = await self._commands(org_id, records, addresses)
+        return await self._publish(await self._commands(org_id, records, addresses))
+
+    async def relink_deal(self, org_id: str, deal_id: str, contact_id: str) -> int:
+        """A deal's new primary contact: attach the kept mail of the contact's addresses to the deal."""
+        if not await self.settings.relinks(org_id):
+            return 0
+        addresses = await self.index.addresses_of(org_id, RecordRef(CrmModule.CONTACTS, contact_id))
+        commands = await self._commands(org_id, [RecordRef(CrmModule.DEALS, deal_id)], addresses)
+        return await self._publish(commands)
+
+    async def _publish(self, commands: list[CrmCommand]) -> int:
         for command in commands:
             await self.publisher.publish(CRM_COMMANDS.name, command.org_id, command)
         return len(commands)

@@ -16,7 +16,7 @@ from services.common.worker import FaustPublisher, handled_agent, new_worker_app
 from services.mail_fetch.address_index import AddressIndex
 from services.mail_fetch.delivery import MessageSink
 from services.mail_fetch.fleet import MailboxFleet
-from services.mail_fetch.group_publish import GroupPublisher
+from services.mail_fetch.index_rules import primary_contact
 from services.mail_fetch.kept_mail import KeptMail
 from services.mail_fetch.mail_state import MailboxLock, ThreadStore
 from services.mail_fetch.mailbox_poller import MailboxPoller
@@ -37,13 +37,19 @@ relinker = Relinker(index, kept, org_settings, FaustPublisher(app))
 
 
 async def keep_address_index(change: CrmChange, record: InboundRecord) -> None:
-    """Move the address index; an address a lead or contact gains is re-linked first, where the org wants it."""
+    """Move the address index; what a change links anew (an address a lead or contact gains, a deal's new
+    primary contact) is re-linked first, where the org wants it: a change redelivered after a crash then
+    re-links again, under the same idempotency keys, instead of being lost."""
     if change.module in (CrmModule.LEADS, CrmModule.CONTACTS):
         diff = await index.address_diff(change)
         await relinker.relink(change.org_id, RecordRef(change.module, change.record_id), diff.added)
         await index.write_addresses(change, diff)
-    else:
-        await index.apply(change)
+        return
+    if change.module == CrmModule.DEALS:
+        contact = primary_contact(change)
+        if contact and contact != await index.primary_contact_of(change.org_id, change.record_id):
+            await relinker.relink_deal(change.org_id, change.record_id, contact)
+    await index.apply(change)
 
 
 handled_agent(app, CRM_CHANGES, CrmChange, keep_address_index, worker=WORKER, settings=settings)
@@ -54,7 +60,7 @@ class MailFetch:
 
     def __init__(self):
         self.bus = Bus(settings, client_id=f"crmsync-{WORKER}")
-        self.sink = MessageSink(index, ThreadStore(redis), GroupPublisher(self.bus), org_settings, kept, WORKER)
+        self.sink = MessageSink(index, ThreadStore(redis), self.bus, org_settings, kept, WORKER)
         self.pop3 = Pop3Fetcher(self.sink, redis, SecretBox(settings.fernet_key_list))
         self.fleet = MailboxFleet(settings, self.make_poller, self.bus, retry_policy(settings), WORKER)
 

@@ -122,6 +122,98 @@ def test_a_disabled_or_removed_gmail_mailbox_has_its_watch_stopped(settings, ing
     world.remove("gm0")
     wait_for(lambda: watch_of(sandbox, address) is None, 30, what="users.stop on removal")
     assert len(world.commands()) == 1
+    # The grant went with the configuration, and so did the token the watch record kept to stop it.
+    client = world.redis()
+    assert not client.exists(f"crmsync:grant:{world.org}:gm0:mail")
+    assert not list(client.scan_iter(match=f"crmsync:mailwatch:{world.org}:*"))
+
+
+def new_account(sandbox, like: dict, address: str) -> dict:
+    """Another sandbox Gmail account of the same OAuth client (crmsync's)."""
+    return httpx.post(f"{sandbox.http_url}/_sandbox/accounts", json={
+        "provider": "google", "email": address, "client_id": like["client_id"],
+        "client_secret": like["client_secret"]}).raise_for_status().json()
+
+
+def test_a_changed_gmail_address_stops_the_old_watch_and_fetches_each_message_once(
+        settings, ingest, kafka_bootstrap, sandbox, start_service):
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
+    [old] = gmail_accounts(sandbox, world, ["ga0"])
+    new = new_account(sandbox, old, f"{world.org}-new@gmail.example.com")
+    deliver_gmail(sandbox, old["email"], mail("carl@contact.example", old["email"], "old-1"))
+    worker = gmail_worker(start_service, sandbox, old)
+    world.wait_indexed("carl@contact.example", "C1")
+    world.configure("ga0", {"kind": "gmail", "address": old["email"]})
+    world.wait_commands(1, worker=worker)
+    assert watch_of(sandbox, old["email"])
+
+    # The address changes before the new account is connected: the old watch is stopped, and the old
+    # account's grant is not used to fetch under the new address.
+    world.configure("ga0", {"kind": "gmail", "address": new["email"]})
+    wait_for(lambda: watch_of(sandbox, old["email"]) is None, 30, what="users.stop of the old mailbox")
+    wait_for(lambda: (world.status("ga0") or {}).get("state") == "auth_failed", 30, what="auth_failed")
+    assert old["email"] in world.status("ga0")["reason"] and new["email"] in world.status("ga0")["reason"]
+    registry = world.redis()
+    assert not registry.exists(f"crmsync:mailbox:gmail:{old['email'].lower()}"), "pushes for it are refused"
+    assert registry.exists(f"crmsync:mailbox:gmail:{new['email'].lower()}")
+
+    # Connected: the new mailbox is fetched and watched; mail reaching the old one is not fetched.
+    deliver_gmail(sandbox, old["email"], mail("carl@contact.example", old["email"], "old-2"))
+    deliver_gmail(sandbox, new["email"], mail("carl@contact.example", new["email"], "new-1"))
+    store_grant(settings, world.org, "ga0", new)
+    world.configure("ga0", {"kind": "gmail", "address": new["email"]})
+    commands = world.wait_commands(2, worker=worker)
+    assert [c.action.subject for c in commands] == ["old-1", "new-1"]
+    assert [c.action.mailbox for c in commands] == [old["email"], new["email"]]
+    assert watch_of(sandbox, new["email"]) and watch_of(sandbox, old["email"]) is None
+
+    # Back to the old address: only what it got meanwhile arrives; nothing is fetched twice.
+    store_grant(settings, world.org, "ga0", old)
+    world.configure("ga0", {"kind": "gmail", "address": old["email"]})
+    commands = world.wait_commands(3, worker=worker)
+    wait_for(lambda: watch_of(sandbox, new["email"]) is None, 30, what="users.stop of the replaced mailbox")
+    assert [c.action.subject for c in world.commands()] == ["old-1", "new-1", "old-2"]
+
+
+def test_gmail_calls_draw_on_the_users_bucket_and_throttling_is_retried(
+        settings, ingest, kafka_bootstrap, sandbox, start_service):
+    """429, 403 rateLimitExceeded and 503 answers (with Retry-After) on every Gmail route: each message
+    still arrives once, and the calls were counted against the user's shared Gmail bucket."""
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="carl@contact.example"))
+    [account] = gmail_accounts(sandbox, world, ["gq0"])
+    for i in range(30):
+        deliver_gmail(sandbox, account["email"], mail("carl@contact.example", account["email"], f"q{i}"))
+    control = f"{sandbox.http_url}/_sandbox"
+    before = httpx.get(f"{control}/counters").json()["injected"]
+    rules = [{"route": "/gmail/v1/users/{user_id}/messages/{message_id}", "rate_429": 0.2,
+              "google_403_rate_limit": True, "retry_after_s": 1, "seed": 7},
+             {"route": "/gmail/v1/*", "rate_429": 0.1, "rate_5xx": 0.1, "retry_after_s": 1, "seed": 8}]
+    for rule in rules:
+        httpx.post(f"{control}/faults", json=rule).raise_for_status()
+    # The user's bucket is drained (as other workers' calls would leave it): no call goes out until
+    # it refills, and a wait past the deadline is reported, not sat out.
+    client, bucket = world.redis(), f"crmsync:ratelimit:gmail:{world.org}:gq0"
+    seconds, micros = client.time()
+    client.hset(bucket, mapping={"tokens": "-6000", "ts": str(seconds + micros / 1e6)})
+    try:
+        worker = gmail_worker(start_service, sandbox, account)
+        world.wait_indexed("carl@contact.example", "C1")
+        world.configure("gq0", {"kind": "gmail", "address": account["email"]})
+        wait_for(lambda: (world.status("gq0") or {}).get("state") == "unreachable", 60, what="throttled by the bucket")
+        assert bucket in world.status("gq0")["reason"]
+        assert not world.commands()
+        client.delete(bucket)  # refilled
+        commands = world.wait_commands(30, timeout_s=120, worker=worker)
+    finally:
+        httpx.delete(f"{control}/faults").raise_for_status()
+    assert sorted(c.action.subject for c in commands) == sorted(f"q{i}" for i in range(30))
+    injected = httpx.get(f"{control}/counters").json()["injected"]
+    gained = {name: count - before.get(name, 0) for name, count in injected.items()
+              if name.startswith("GET /gmail/v1/") and count > before.get(name, 0)}
+    assert any(name.endswith("429") for name in gained) and any(name.endswith("503") for name in gained), gained
+    wait_for(lambda: world.status("gq0")["state"] == "ok", 30, what="status ok")
 
 
 def test_two_workers_fetch_each_gmail_message_once(settings, ingest, kafka_bootstrap, sandbox, start_service):

@@ -1,7 +1,9 @@
 """POP3 failures users meet, and scale: a changed password, a server that is down, two workers on one
 set of mailboxes, a worker killed mid-mailbox, 1,000 messages threaded on the right records."""
+import datetime as dt
 import uuid
 
+import httpx
 import pytest
 
 from schemas import CrmModule
@@ -132,3 +134,34 @@ def test_a_thousand_messages_arrive_threaded_on_the_right_records(world, dovecot
         t = int(command.action.subject.split()[1])
         assert command.action.thread_id == f"<t{t}-0@x>"
         assert command.action.module == ("Leads" if t % 2 else "Contacts") or command.action.module == "Deals"
+
+
+def test_a_deleted_config_takes_its_encrypted_password_along_and_stops_fetching(world, dovecot, start_service):
+    user = new_user(dovecot)
+    worker = start_worker(world, start_service, dovecot)
+    dovecot.deliver(user, mail("carl@contact.example", "me@x", "Before"))
+    sealed = world.configure("o1", pop3_mailbox(dovecot, user, "secret-1"))
+    assert sealed["mailbox"]["password_set"] is True
+    world.wait_commands(1, worker=worker)
+
+    world.remove("o1")
+    wait_for(lambda: "mailbox removed" in worker.log() and f"{world.org}:o1:mail" in worker.log(), 30,
+             what="the worker removed the mailbox")
+    client = world.redis()
+    assert not [k for k in client.scan_iter(match=f"crmsync:*{world.org}*o1*") if "mailseen" not in k
+                and "status" not in k], "nothing of the configuration (nor its password) is left in Redis"
+    headers = {"Authorization": f"Bearer {world.settings.admin_token}"}
+    assert httpx.get(f"{world.ingest.url}/v1/orgs/{world.org}/users/o1/integrations/mail",
+                     headers=headers).status_code == 404
+    # Configured again without a password: the old one is gone, so it must be given anew.
+    again = httpx.put(f"{world.ingest.url}/v1/orgs/{world.org}/users/o1/integrations/mail", headers=headers,
+                      json={"enabled": True, "mailbox": {k: v for k, v in pop3_mailbox(dovecot, user, "x").items()
+                                                          if k != "password"}})
+    assert again.status_code == 422 and "mailbox.password" in again.text
+
+    dovecot.deliver(user, mail("carl@contact.example", "me@x", "After"))
+    readded = dt.datetime.now(dt.UTC)
+    world.configure("o1", pop3_mailbox(dovecot, user, "secret-1"))
+    commands = world.wait_commands(2, worker=worker)
+    assert [c.action.subject for c in commands] == ["Before", "After"]
+    assert commands[1].issued_at >= readded, "mail that came after the removal waited for the new configuration"

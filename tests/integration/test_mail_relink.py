@@ -96,6 +96,44 @@ def test_a_changed_address_gets_earlier_fetched_mail_only_where_the_org_relinks(
     assert sorted(c.action.subject for c in commands) == ["Earlier, to the new address"] * 2 + ["Later"] * 2
 
 
+@pytest.mark.parametrize("relink", [True, False])
+def test_a_deal_whose_primary_contact_changes_gets_the_new_contacts_mail(
+        settings, ingest, kafka_bootstrap, dovecot, start_service, relink):
+    """Later mail follows the new primary contact; mail fetched before the change reaches the deal only
+    where the org re-links."""
+    world = MailWorld(settings, ingest, kafka_bootstrap)
+    assert set_relink(world, relink).status_code == 200
+    world.crm(world.record(CrmModule.CONTACTS, "C1", Email="first@x.example"),
+              world.record(CrmModule.CONTACTS, "C2", Email="second@x.example"),
+              world.record(CrmModule.DEALS, "D1", Contact_Name={"id": "C1"}))
+    worker = start_service("services.mail_fetch", **worker_env(dovecot))
+    world.wait_indexed("first@x.example", "C1")
+    world.wait_indexed("second@x.example", "C2")
+    client = world.redis()
+    wait_for(lambda: client.get(f"crmsync:mailindex:{world.org}:deal:D1") == "C1", 60, what="D1's contact indexed")
+    user = "u" + uuid.uuid4().hex[:10]
+    dovecot.add_user(user, "secret-1")
+    dovecot.deliver(user, mail("second@x.example", "me@x", "Second's, before"))
+    world.configure("owner1", pop3_mailbox(dovecot, user, "secret-1"))
+    [before] = world.wait_commands(1, worker=worker)
+    assert (before.action.module, before.action.record_id) == ("Contacts", "C2")
+
+    world.crm(world.record(CrmModule.DEALS, "D1", CrmOp.UPDATED, Contact_Name={"id": "C2"}))
+    wait_for(lambda: client.get(f"crmsync:mailindex:{world.org}:deal:D1") == "C2", 60, what="D1's new contact")
+    relinked = [("Deals", "D1")] if relink else []  # re-linking publishes before the index moves
+    assert [key for key in by_record(world.commands()) if key[0] == "Deals"] == relinked
+
+    dovecot.deliver(user, mail("second@x.example", "me@x", "Second's, after"))
+    dovecot.deliver(user, mail("first@x.example", "me@x", "First's, after"))
+    world.configure("owner1", pop3_mailbox(dovecot, user, "secret-1"))
+    commands = world.wait_commands(4 + len(relinked), worker=worker)
+    grouped = {k: sorted(c.action.subject for c in v) for k, v in by_record(commands).items()}
+    assert grouped[("Deals", "D1")] == (["Second's, after", "Second's, before"] if relink else ["Second's, after"])
+    assert grouped[("Contacts", "C1")] == ["First's, after"]
+    assert grouped[("Contacts", "C2")] == ["Second's, after", "Second's, before"]
+    assert len({c.idempotency_key for c in commands}) == len(commands)
+
+
 async def test_kept_mail_is_bounded_per_address_and_read_back_whole(redis_url):
     redis, org = connect(redis_url), f"kept-{uuid.uuid4().hex[:8]}"
     mailbox = MailboxRef(org, "owner1", "owner1@mail.example.com", "shared")

@@ -1,32 +1,73 @@
-"""Gmail v1 through google-api-python-client: what mail_fetch needs, behind a small synchronous port.
+"""Gmail v1 for one user's mailbox: what mail_fetch needs, on the shared Google client (client.py).
 
-The client is built from the bundled discovery document with `api_endpoint` set to the API host's
-root (the discovery paths already start with `gmail/v1/`). Batches go to `<root>batch/gmail/v1`,
-built by hand because the client's default batch URI is the discovery rootUrl. Errors come out as
-GmailAuthError (invalid_grant, 401: a person must reconnect), HistoryExpired (404 on history.list:
-full sync) and TransientError (429, 5xx, network). Calls are blocking: run them in a thread.
+Every call goes through client.GoogleApi: the user's shared Redis token bucket first, then the call in
+the Google thread pool, with 429, 403 rateLimitExceeded/userRateLimitExceeded and 5xx retried with
+backoff that honours Retry-After. The bucket is sized from Gmail's own per-user quota (below), not
+Calendar's; tokens that would come only past the bucket's deadline raise RateLimited at once (not retried
+here: the poller reports it and tries later). Errors come out as AuthFailed (invalid_grant, 401: a person must reconnect), HistoryExpired
+(404 on history.list: full sync), TransientError (still throttled or down after the retries) and
+GoogleApiError (the rest).
+
+The discovery document's method paths already start with `gmail/v1/`, so the API is built on the
+host's root (service_path ""); batches go to `<root>batch/gmail/v1`.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
+import functools
 from dataclasses import dataclass
 
-import httplib2
-from google.auth.exceptions import RefreshError, TransportError
-from google.oauth2.credentials import Credentials
-from google_auth_httplib2 import AuthorizedHttp
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest
+import redis.asyncio as aioredis
 
-from services.common.retry import PermanentError, TransientError
+from services.common.ratelimit import RateLimited, TokenBucket
+from services.common.retry import TransientError
+from services.common.settings import Settings
+from services.common.state import key
+from services.common.tokens import Grant
+from services.providers.google.client import GoogleApi, GoogleApiError, credentials_from_grant
 
 BATCH_SIZE = 50  # Gmail allows 100 calls a batch and advises no more than 50
 
+# Gmail's per-user limit is 15,000 quota units a minute, and messages.get and messages.list, the calls
+# a sync is made of, cost 5 units each (https://developers.google.com/gmail/api/reference/quota).
+# The bucket counts calls, each at that price: 3,000 a minute. Cheaper calls (history.list: 2,
+# getProfile: 1) are over-counted, which only errs on the safe side.
+QUOTA_UNITS_PER_USER_PER_MINUTE = 15_000
+UNITS_PER_CALL = 5
 
-class GmailAuthError(Exception):
-    """The grant was refused (invalid_grant) or the token is not accepted."""
+
+class _OutOfQuota(Exception):
+    """Carries the bucket's RateLimited past GoogleApi's retries: a wait longer than the deadline is not
+    ours to sit out while holding the mailbox; the poller reports it and comes back later."""
+
+    def __init__(self, limited: RateLimited):
+        super().__init__(str(limited))
+        self.limited = limited
+
+
+class _QuotaGate:
+    """The user's bucket as GoogleApi draws on it, with a refusal that leaves its retry loop at once."""
+
+    def __init__(self, bucket: TokenBucket):
+        self.bucket = bucket
+
+    async def acquire(self, cost: float = 1) -> float:
+        try:
+            return await self.bucket.acquire(cost)
+        except RateLimited as exc:
+            raise _OutOfQuota(exc) from None
+
+
+def _quota_refusal_raised(method):
+    """RateLimited again, for the caller, once it is out of GoogleApi."""
+    @functools.wraps(method)
+    async def guarded(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except _OutOfQuota as exc:
+            raise exc.limited from None
+    return guarded
 
 
 class HistoryExpired(Exception):
@@ -41,32 +82,56 @@ class GmailMessage:
     internal_date_ms: int | None
 
 
+def gmail_bucket(redis: aioredis.Redis, settings: Settings, org_id: str, user_id: str) -> TokenBucket:
+    """The user's share of Gmail's quota, shared by every worker (the same key scheme as provider_bucket)."""
+    calls = QUOTA_UNITS_PER_USER_PER_MINUTE / UNITS_PER_CALL
+    return TokenBucket(redis, key("ratelimit", "gmail", org_id, user_id), capacity=calls, refill_per_s=calls / 60,
+                       max_wait_s=settings.rate_limit_max_wait_s)
+
+
+@functools.lru_cache(maxsize=256)
+def _messages(service):
+    """users().messages() of a thread's service: each call of users() or messages() builds a Resource
+    with every method of the discovery document, which was most of a first sync's CPU when done per message."""
+    return service.users().messages()
+
+
+@functools.lru_cache(maxsize=256)
+def _users(service):
+    return service.users()
+
+
 class GmailClient:
-    def __init__(self, credentials: Credentials, api_root: str, ca_certs: str | None = None):
-        root = api_root.rstrip("/") + "/"
-        self.http = AuthorizedHttp(credentials, http=httplib2.Http(timeout=30, ca_certs=ca_certs))
-        self.service = build("gmail", "v1", http=self.http, static_discovery=True, cache_discovery=False,
-                             client_options={"api_endpoint": root})
-        self.batch_uri = f"{root}batch/gmail/v1"
-        # Each users() or messages() call builds a new Resource with every method of the discovery
-        # document: built once here, not once per message (that was most of a first sync's CPU).
-        self.users = self.service.users()
-        self.messages = self.users.messages()
+    def __init__(self, api: GoogleApi):
+        self.api = api
 
-    def profile_history_id(self) -> int:
-        return int(self._run(self.users.getProfile(userId="me"))["historyId"])
+    @classmethod
+    def open(cls, settings: Settings, redis: aioredis.Redis, grant: Grant, org_id: str, user_id: str) -> GmailClient:
+        """The mailbox of the grant, drawing on the user's shared Gmail bucket."""
+        api = GoogleApi(settings, credentials_from_grant(grant, settings), "gmail", "v1",
+                        _QuotaGate(gmail_bucket(redis, settings, org_id, user_id)), service_path="")
+        return cls(api)
 
-    def list_message_ids(self, page_token: str | None = None, page_size: int = 500) -> tuple[list[str], str | None]:
-        answer = self._run(self.messages.list(userId="me", maxResults=page_size, pageToken=page_token))
+    @_quota_refusal_raised
+    async def profile_history_id(self) -> int:
+        return int((await self.api.call(lambda s: _users(s).getProfile(userId="me")))["historyId"])
+
+    @_quota_refusal_raised
+    async def list_message_ids(self, page_token: str | None = None,
+                               page_size: int = 500) -> tuple[list[str], str | None]:
+        answer = await self.api.call(lambda s: _messages(s).list(userId="me", maxResults=page_size,
+                                                                 pageToken=page_token))
         return [m["id"] for m in answer.get("messages", [])], answer.get("nextPageToken")
 
-    def added_since(self, start_history_id: int, page_token: str | None = None) -> tuple[list[str], str | None, int]:
+    @_quota_refusal_raised
+    async def added_since(self, start_history_id: int,
+                          page_token: str | None = None) -> tuple[list[str], str | None, int]:
         """Ids of messages added after the start id (one page), the next page, and the current history id."""
-        request = self.users.history().list(userId="me", startHistoryId=start_history_id, maxResults=500,
-                                                       historyTypes="messageAdded", pageToken=page_token)
         try:
-            answer = self._run(request)
-        except GmailApiError as exc:
+            answer = await self.api.call(lambda s: _users(s).history().list(
+                userId="me", startHistoryId=start_history_id, maxResults=500, historyTypes="messageAdded",
+                pageToken=page_token))
+        except GoogleApiError as exc:
             if exc.status == 404:
                 raise HistoryExpired(str(exc)) from exc
             raise
@@ -74,73 +139,51 @@ class GmailClient:
                for added in record.get("messagesAdded", [])]
         return ids, answer.get("nextPageToken"), int(answer["historyId"])
 
-    def get_raw(self, ids: list[str]) -> list[GmailMessage]:
-        """messages.get format=raw for many ids, in batches; messages deleted meanwhile are skipped."""
+    @_quota_refusal_raised
+    async def get_raw(self, ids: list[str]) -> list[GmailMessage]:
+        """messages.get format=raw for many ids, in batches; messages deleted meanwhile (404) are skipped.
+        Only the calls of a batch that were throttled or failed with a 5xx are sent again, after the
+        policy's backoff (at least the longest Retry-After); past its attempts the failure is raised."""
         found: dict[str, GmailMessage] = {}
-        failures: list[Exception] = []
-
-        def collect(request_id, response, exception):
-            if exception is not None:
-                if isinstance(exception, HttpError) and exception.resp.status == 404:
-                    return
-                failures.append(exception)
-                return
-            padded = response["raw"] + "=" * (-len(response["raw"]) % 4)
-            found[response["id"]] = GmailMessage(response["id"], response["threadId"],
-                                                 base64.urlsafe_b64decode(padded),
-                                                 int(response["internalDate"]) if "internalDate" in response else None)
-
-        for start in range(0, len(ids), BATCH_SIZE):
-            batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
-            for message_id in ids[start:start + BATCH_SIZE]:
-                batch.add(self.messages.get(userId="me", id=message_id, format="raw"))
-            self._guard(lambda b=batch: b.execute(http=self.http))
-            if failures:
-                raise _translate(failures[0])
+        pending, attempt = list(ids), 0
+        while pending:
+            answers = await self.api.call_each([_get_raw(i) for i in pending])
+            again: list[str] = []
+            throttled: list[TransientError] = []
+            for message_id, answer in zip(pending, answers):
+                if isinstance(answer, TransientError):
+                    again.append(message_id)
+                    throttled.append(answer)
+                elif isinstance(answer, GoogleApiError) and answer.status == 404:
+                    continue
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    found[message_id] = _message(answer)
+            if again:
+                attempt += 1
+                if attempt >= self.api.retry.max_attempts:
+                    raise throttled[0]
+                retry_after = max((t.retry_after_s for t in throttled if t.retry_after_s is not None), default=None)
+                await asyncio.sleep(self.api.retry.delay(attempt, retry_after))
+            pending = again
         return [found[i] for i in ids if i in found]
 
-    def watch(self, topic: str) -> tuple[int, int]:
-        answer = self._run(self.users.watch(userId="me", body={"topicName": topic}))
+    @_quota_refusal_raised
+    async def watch(self, topic: str) -> tuple[int, int]:
+        answer = await self.api.call(lambda s: _users(s).watch(userId="me", body={"topicName": topic}))
         return int(answer["historyId"]), int(answer["expiration"])
 
-    def stop(self) -> None:
-        self._run(self.users.stop(userId="me"))
-
-    # --- errors ---------------------------------------------------------------------------------
-    def _run(self, request):
-        return self._guard(lambda: request.execute(http=self.http))
-
-    @staticmethod
-    def _guard(call):
-        try:
-            return call()
-        except (HttpError, RefreshError, TransportError, OSError, httplib2.HttpLib2Error) as exc:
-            raise _translate(exc) from exc
+    @_quota_refusal_raised
+    async def stop(self) -> None:
+        await self.api.call(lambda s: _users(s).stop(userId="me"))
 
 
-class GmailApiError(PermanentError):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"Gmail API {status}: {message}")
-        self.status = status
+def _get_raw(message_id: str):
+    return lambda s: _messages(s).get(userId="me", id=message_id, format="raw")
 
 
-def _translate(exc: Exception) -> Exception:
-    if isinstance(exc, RefreshError):
-        return GmailAuthError(f"Google refused the grant: {exc}")
-    if isinstance(exc, HttpError):
-        status = exc.resp.status
-        try:
-            message = json.loads(exc.content)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = str(exc)
-        if status == 401:
-            return GmailAuthError(f"Gmail refused the access token: {message}")
-        if status == 429 or status >= 500 or (status == 403 and "rate" in message.lower()):
-            return TransientError(f"Gmail {status}: {message}", _retry_after(exc))
-        return GmailApiError(status, message)
-    return TransientError(f"Gmail unreachable: {exc}")
-
-
-def _retry_after(exc: HttpError) -> float | None:
-    value = exc.resp.get("retry-after")
-    return float(value) if value and value.isdigit() else None
+def _message(answer: dict) -> GmailMessage:
+    padded = answer["raw"] + "=" * (-len(answer["raw"]) % 4)
+    return GmailMessage(answer["id"], answer["threadId"], base64.urlsafe_b64decode(padded),
+                        int(answer["internalDate"]) if "internalDate" in answer else None)
