@@ -27,7 +27,9 @@ class AddressLink:
     linked_since: dt.datetime | None = None
 
     def covers(self, message_time: dt.datetime, relink: bool) -> bool:
-        return relink or self.linked_since is None or message_time >= self.linked_since
+        # A Date header holds whole seconds: mail of the change's own second counts as after it, or a
+        # message sent right after a change could look older than the change and never be linked.
+        return relink or self.linked_since is None or message_time >= self.linked_since.replace(microsecond=0)
 
 
 _MODULE_ORDER = {CrmModule.LEADS: 0, CrmModule.CONTACTS: 1, CrmModule.DEALS: 2}

@@ -30,6 +30,14 @@ def test_a_changed_address_links_only_later_mail_unless_the_org_relinks():
     assert records_for_message(["new@x.com"], links, {}, before, relink=True) == [CONTACT]
 
 
+def test_mail_dated_in_the_second_of_the_change_counts_as_after_it():
+    changed = dt.datetime(2026, 3, 1, 9, 30, 15, 640_000, tzinfo=dt.UTC)
+    links = {"new@x.com": [AddressLink(CONTACT, linked_since=changed)]}
+    same_second, second_before = changed.replace(microsecond=0), changed.replace(second=14, microsecond=0)
+    assert records_for_message(["new@x.com"], links, {}, same_second) == [CONTACT]
+    assert records_for_message(["new@x.com"], links, {}, second_before) == []
+
+
 def test_threads_follow_gmail_then_references_then_known_ancestors():
     root = parse_message(b"From: a@x\r\nMessage-ID: <root@x>\r\n\r\n.")
     reply = parse_message(b"From: b@y\r\nMessage-ID: <r1@y>\r\nIn-Reply-To: <root@x>\r\nReferences: <root@x>\r\n\r\n.")
