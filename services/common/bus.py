@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import faust
 from aiokafka import AIOKafkaProducer
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from aiokafka.partitioner import DefaultPartitioner
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schemas.base import Message
 from services.common.settings import Settings
@@ -101,9 +101,9 @@ class Bus:
         records = [(key.encode() if key else None, message.to_bytes()) for key, message in items]
         return await self._groups.send(topic, records)
 
-    async def _send_records(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    async def _send_records(self, topic: str, records: Records) -> None:
         partitions = sorted(await self._producer.partitions_for(topic))
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        by_partition: dict[int, Records] = {}
         for raw_key, value in records:
             partition = self._partitioner(raw_key, partitions, partitions)
             by_partition.setdefault(partition, []).append((raw_key, value))

@@ -29,8 +29,7 @@ class FaustPublisher:
         self.app = app
 
     async def publish(self, topic: str, key: str | None, message: Message | None) -> None:
-        value = message.to_bytes() if message is not None else None
-        await self.app.producer.send_and_wait(topic, key.encode() if key else None, value, None, None, None)
+        await (await self.send(topic, key, message))
 
     async def send(self, topic: str, key: str | None, message: Message | None) -> Awaitable:
         """Hand the message to the producer; what is returned completes once the broker has it. Messages
