@@ -8,33 +8,51 @@ nothing the second time.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from schemas import (
-    ChangeSource, CrmChange, CrmCommand, CrmModule, CrmOp, DeleteRecord, Direction, Integration, IntegrationConfig,
+    ChangeSource,
+    CrmChange,
+    CrmModule,
+    CrmOp,
+    DeleteRecord,
+    Direction,
+    Integration,
+    IntegrationConfig,
     UpsertRecord,
 )
 from services.calendar_sync import mapping, rules
-from services.calendar_sync.model import Attendee, CanonicalEvent, EventTime, exception_dates, with_exception_date
+from services.calendar_sync.crm_writes import (
+    CORRELATION_PREFIX,
+    CommandPublisher,
+    CrmWrites,
+    is_our_correlation,
+)
+from services.calendar_sync.model import (
+    CanonicalEvent,
+    EventTime,
+    exception_dates,
+    with_exception_date,
+)
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
 from services.calendar_sync.store import (
-    CrmIndex, EventMapping, MappingStore, OrgCalendarSettings, PendingCreation, PendingCreations, ScopeState,
+    CrmIndex,
+    EventMapping,
+    MappingStore,
+    OrgCalendarSettings,
+    PendingCreation,
+    PendingCreations,
+    ScopeState,
 )
+from services.calendar_sync.sync_report import SyncReport
+from services.calendar_sync.whole_calendar import WholeCalendar
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
-
-CORRELATION_PREFIX = "calendar_sync:"
-
-
-def is_our_correlation(correlation_id: str | None) -> bool:
-    return bool(correlation_id) and correlation_id.startswith(CORRELATION_PREFIX)
-
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -53,27 +71,15 @@ PERSON_SOURCES = frozenset({ChangeSource.UI, ChangeSource.API, ChangeSource.BULK
 """Changes a CRM user made: only these may notify attendees (per the org's setting), never a sync's own writes."""
 
 
-@dataclass(frozen=True)
-class SyncReport:
-    """What one unit of work did, for logs, tests and the preview."""
-
-    pushed: int = 0
-    pulled: int = 0
-    deleted: int = 0
-    skipped: int = 0
-    conflicts: int = 0
-
-
-CommandPublisher = Callable[[CrmCommand], Awaitable[None]]
-
-
 class CalendarEngine:
     def __init__(self, redis, publish_command: CommandPublisher, now: Callable[[], dt.datetime] | None = None):
         self.redis = redis
         self.publish_command = publish_command
         self.index = CrmIndex(redis)
         self.pending = PendingCreations(redis)
-        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.crm = CrmWrites(redis, publish_command, self.index, self.now)
+        self.whole = WholeCalendar(self)
 
     # --- the CRM's side ---------------------------------------------------------------------------
 
@@ -89,7 +95,7 @@ class CalendarEngine:
             return CrmObservation(echo=False, owners=owners)
         taken = await self.pending.take(change.correlation_id)
         if taken is not None and taken[1]:  # deleted at the provider before its CRM record existed
-            await self._command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
+            await self.crm.command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
                                                                             record_id=change.record_id),
                                 f"delete:{change.record_id}")
         elif taken is not None:  # the CRM created the event we asked for: now both ids are known
@@ -154,7 +160,7 @@ class CalendarEngine:
         provider_id = current.provider_id if current else None
         occurrence = mapping.crm_occurrence(change.fields) if current is None else None
         if occurrence is not None:  # an exception of a series: written over the series' occurrence
-            provider_id = await self._occurrence_of(provider, maps, *occurrence)
+            provider_id = await self.occurrence_of(provider, maps, *occurrence)
             if provider_id is None:
                 log.warning("crm exception not synced: its series or occurrence is not in the calendar",
                             record_id=change.record_id, series_id=occurrence[0])
@@ -163,9 +169,9 @@ class CalendarEngine:
         result = await provider.upsert(change.record_id, target, provider_id, notify=notify)
         await self._delete_excluded_occurrences(config, provider, current, target, result.provider_id)
         if to_crm:
-            await self._update_crm(config, change.record_id, target, f"merge:{target.fingerprint()}",
+            await self.crm.update_event(config, change.record_id, target, f"merge:{target.fingerprint()}",
                                    before=crm_event)
-        await self._log_conflicts(config, change.record_id, conflicts)
+        await self.crm.log_conflicts(config, change.record_id, conflicts)
         written = result.written or target
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
                                      target.fingerprint() if to_crm else crm_event.fingerprint(),
@@ -180,13 +186,13 @@ class CalendarEngine:
         state = ScopeState(self.redis, config.key)
         cursor = await state.cursor()
         if cursor is None:
-            return await self.full_sync(config, provider, own_address, reason="no sync cursor")
+            return await self.whole.full_sync(config, provider, own_address, reason="no sync cursor")
         try:
             report, final = await self._pull_pages(config, provider, own_address, cursor)
         except CursorExpired:
             log.warning("sync cursor expired: full resync", scope=config.key)
             await state.set_cursor(None)
-            return await self.full_sync(config, provider, own_address, reason="cursor expired")
+            return await self.whole.full_sync(config, provider, own_address, reason="cursor expired")
         await state.set_cursor(final)
         return report
 
@@ -217,7 +223,7 @@ class CalendarEngine:
                 outcome = "deleted"  # its CRM record is being created: deleted as soon as its id is known
             if current is not None:
                 if config.direction != Direction.CRM_TO_PROVIDER:
-                    await self._send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
+                    await self.crm.send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=current.crm_id),
                                      f"delete:{current.crm_id}")
                 await maps.remove(current)
                 outcome = "deleted"
@@ -235,7 +241,7 @@ class CalendarEngine:
                                              provider_snapshot=remote.event), None)
             return "skipped"
         if config.guests_as_contacts:
-            await self._add_guests_as_contacts(config, remote.event.attendees, own_address)
+            await self.crm.add_guests_as_contacts(config, remote.event.attendees, own_address)
         if current is None:
             return await self._link_or_create(config, remote, own_address, maps)
         return await self._merge_into_crm(config, provider, remote, current, maps)
@@ -257,13 +263,13 @@ class CalendarEngine:
                                           self._provider_time(remote), provider_holds=_holds(config),
                                           provider_base=current.provider_snapshot)
             target, to_provider, conflicts = merge.merged, merge.to_provider, merge.conflicts
-        await self._update_crm(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}",
+        await self.crm.update_event(config, current.crm_id, target, f"pull:{remote.provider_id}:{target.fingerprint()}",
                                before=crm_event)
         held, etag = remote.event, remote.etag
         if to_provider:
             result = await provider.upsert(current.crm_id, target, remote.provider_id)
             held, etag = result.written or target, result.etag
-        await self._log_conflicts(config, current.crm_id, conflicts)
+        await self.crm.log_conflicts(config, current.crm_id, conflicts)
         await maps.save(EventMapping(current.crm_id, remote.provider_id, target, target.fingerprint(),
                                      held.fingerprint(), etag, crm_modified_at=seen, provider_snapshot=held), current)
         return "conflict" if conflicts else "pulled"
@@ -278,7 +284,7 @@ class CalendarEngine:
         if target.recurrence == series.snapshot.recurrence:
             return None  # excluded already
         if config.direction != Direction.CRM_TO_PROVIDER:
-            await self._update_crm(config, series.crm_id, target, f"exclude:{remote.provider_id}",
+            await self.crm.update_event(config, series.crm_id, target, f"exclude:{remote.provider_id}",
                                    before=series.snapshot)
         result = await provider.upsert(series.crm_id, target, series.provider_id)
         held = result.written or target
@@ -288,7 +294,7 @@ class CalendarEngine:
         return "pulled"
 
     @staticmethod
-    async def _occurrence_of(provider: CalendarProvider, maps: MappingStore, series_crm_id: str,
+    async def occurrence_of(provider: CalendarProvider, maps: MappingStore, series_crm_id: str,
                              original_start: EventTime) -> str | None:
         series = await maps.by_crm_id(series_crm_id)
         return None if series is None else await provider.occurrence_id(series.provider_id, original_start)
@@ -336,136 +342,10 @@ class CalendarEngine:
                                                                event.fingerprint(), remote.etag))
         log.debug("crm creation asked", scope=config.key, provider_id=remote.provider_id)
         action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
-        await self._send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
+        await self.crm.send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
         return "pulled"
 
-    # --- whole-calendar work ----------------------------------------------------------------------
-
-    async def full_sync(self, config: IntegrationConfig, provider: CalendarProvider, own_address: str,
-                        reason: str) -> SyncReport:
-        """The first sync, or a resync: link what exists on both sides, create what is missing, no duplicates."""
-        state = ScopeState(self.redis, config.key)
-        log.info("full sync", scope=config.key, reason=reason)
-        pulled = 0
-        final = None
-        page_token = None
-        seen = 0
-        while True:
-            page = await provider.list_changes(None, config.caps.initial_window_days,
-                                               config.caps.incremental_page_cap, page_token)
-            for remote in page.events:
-                if seen >= config.caps.initial_max_items:
-                    break
-                seen += 1
-                pulled += await self.apply_provider_event(config, provider, remote, own_address) == "pulled"
-            if page.final_cursor is not None or page.next_cursor is None:
-                final = page.final_cursor
-                break
-            page_token = page.next_cursor
-        pushed = 0
-        if config.direction != Direction.PROVIDER_TO_CRM:
-            pushed = await self._push_unsynced(config, provider)
-        await state.set_cursor(final)
-        return SyncReport(pushed=pushed, pulled=pulled)
-
-    async def _push_unsynced(self, config: IntegrationConfig, provider: CalendarProvider) -> int:
-        """The user's CRM events the provider lacks (or holds in an older version), future first."""
-        maps = MappingStore(self.redis, config.key)
-        candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]] = {}
-        exceptions: dict[str, tuple[CanonicalEvent, tuple[str, EventTime]]] = {}
-        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if not indexed.in_sync:
-                continue  # imported or migrated, and not touched by a person since
-            current = await maps.by_crm_id(record_id)
-            if current is None and indexed.created_source == "integration":
-                continue  # it came from a provider: its mapping is made when the CRM's echo arrives
-            try:
-                event = mapping.crm_to_canonical(indexed.change.fields).event
-                occurrence = mapping.crm_occurrence(indexed.change.fields) if current is None else None
-            except mapping.InvalidEvent as exc:
-                log.warning("crm event not synced", record_id=record_id, reason=str(exc))
-                continue
-            if occurrence is not None:
-                exceptions[record_id] = (event, occurrence)  # written over its occurrence, once the series is
-            elif current is None or current.crm_fingerprint != event.fingerprint():
-                candidates[record_id] = (event, current)
-        ordered = rules.first_sync_order([(rid, ev) for rid, (ev, _) in candidates.items()], self.now(),
-                                         config.caps.initial_max_items)
-        items = [(rid, candidates[rid][0], candidates[rid][1].provider_id if candidates[rid][1] else None)
-                 for rid, _ in ordered]
-        results = await provider.upsert_many(items) if items else []
-        for (record_id, event, _), result in zip(items, results):
-            if isinstance(result, Exception):
-                raise result  # the job is retried whole: upserts already done are idempotent
-            held = result.written or event
-            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
-                                         result.etag, provider_snapshot=held), candidates[record_id][1])
-        written = 0
-        for record_id, (event, (series_id, original_start)) in exceptions.items():
-            occurrence_id = await self._occurrence_of(provider, maps, series_id, original_start)
-            if occurrence_id is None:
-                log.warning("crm exception not synced: its series or occurrence is not in the calendar",
-                            record_id=record_id, series_id=series_id)
-                continue
-            result = await provider.upsert(record_id, event, occurrence_id)
-            held = result.written or event
-            await maps.save(EventMapping(record_id, result.provider_id, event, event.fingerprint(), held.fingerprint(),
-                                         result.etag, provider_snapshot=held), None)
-            written += 1
-        return len(items) + written
-
-    async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
-        """What enabling would do on each side, counted without writing anything."""
-        remote: dict[str, ProviderEvent] = {}
-        page_token = None
-        while len(remote) < config.caps.initial_max_items:
-            page = await provider.list_changes(None, config.caps.initial_window_days,
-                                               config.caps.incremental_page_cap, page_token)
-            remote.update({e.provider_id: e for e in page.events if e.event is not None})
-            if page.final_cursor is not None or page.next_cursor is None:
-                break
-            page_token = page.next_cursor
-        crm_events = {}
-        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
-            if not indexed.in_sync:
-                continue
-            try:
-                crm_events[record_id] = mapping.crm_to_canonical(indexed.change.fields).event
-            except mapping.InvalidEvent:
-                continue
-        maps = MappingStore(self.redis, config.key)
-        links = {m.crm_id: m.provider_id for m in await maps.all()}
-        result = rules.preview(crm_events, remote, links)
-        return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
-
-    async def remove_synced_events(self, config: IntegrationConfig, provider: CalendarProvider) -> int:
-        """Disabling Microsoft sync: the events we put there go, the CRM keeps its own."""
-        maps = MappingStore(self.redis, config.key)
-        removed = 0
-        delete_all = getattr(provider, "delete_all_synced", None)
-        if delete_all is not None:
-            removed = await delete_all()
-        else:
-            for current in await maps.all():
-                await provider.delete(current.provider_id)
-                removed += 1
-        await maps.clear()
-        await ScopeState(self.redis, config.key).set_cursor(None)
-        return removed
-
     # --- helpers ----------------------------------------------------------------------------------
-
-    async def _update_crm(self, config, crm_id: str, event: CanonicalEvent, idempotency: str,
-                          before: CanonicalEvent | None) -> None:
-        """Write the event to the CRM record: only the fields that differ from `before`, what the CRM held
-        as far as we know, so a CRM edit not indexed yet (its change still on its way) is not overwritten."""
-        indexed = await self.index.event(config.org_id, config.user_id, crm_id)
-        current_fields = indexed.change.fields if indexed else None  # keeps what the canonical form does not hold
-        fields = mapping.changed_crm_fields(before, event, current_fields)
-        if not fields:
-            return
-        action = UpsertRecord(module=CrmModule.EVENTS, record_id=crm_id, owner_id=config.user_id, fields=fields)
-        await self._send(config, action, f"update:{crm_id}:{idempotency}")
 
     @staticmethod
     async def _series_fields(maps: MappingStore, remote: ProviderEvent) -> dict:
@@ -492,41 +372,6 @@ class CalendarEngine:
             previous = event.model_copy(update={"attendees": ()})  # created with them: the user chose them
         setting = "all" if await OrgCalendarSettings(self.redis).notifies_participants(config.org_id) else "none"
         return rules.send_updates(previous, event, changed_by_user=True, org_setting=setting) != "none"
-
-    async def _send(self, config, action, idempotency: str, correlation_id: str | None = None) -> None:
-        await self._command(config.org_id, config.key, action, idempotency, correlation_id)
-
-    async def _command(self, org_id: str, scope: str, action, idempotency: str, correlation_id: str | None = None):
-        command = CrmCommand(
-            org_id=org_id,
-            idempotency_key=f"{scope}:{idempotency}"[:512],
-            correlation_id=correlation_id or CORRELATION_PREFIX + uuid.uuid4().hex,
-            issued_by=scope.rsplit(":", 1)[-1],
-            issued_at=self.now(),
-            action=action,
-        )
-        await self.publish_command(command)
-
-    async def _log_conflicts(self, config, crm_id: str, conflicts) -> None:
-        if not conflicts:
-            return
-        entries = [{"crm_id": crm_id, "field": c.field, "crm_value": c.crm_value, "provider_value": c.provider_value,
-                    "winner": c.winner, "at": self.now().isoformat()} for c in conflicts]
-        for entry in entries:
-            log.warning("two-way conflict", **entry)
-        await ScopeState(self.redis, config.key).log_conflicts(entries)
-
-    async def _add_guests_as_contacts(self, config, attendees: tuple[Attendee, ...], own_address: str) -> None:
-        addresses = [a.email for a in attendees]
-        known = await self.index.known_contacts(config.org_id, addresses)
-        for guest in rules.guests_to_add_as_contacts(attendees, known, {own_address.lower()}):
-            if not await self.index.claim_new_contact(config.org_id, guest.email):
-                continue  # another user's sync created it first
-            name = guest.name or guest.email.split("@")[0]
-            action = UpsertRecord(module=CrmModule.CONTACTS, owner_id=config.user_id,
-                                  fields={"Email": guest.email, "Last_Name": name, "Lead_Source": "Calendar guest"},
-                                  external_ref=f"guest:{guest.email}")
-            await self._send(config, action, f"guest:{guest.email}")
 
 
 def _holds(config: IntegrationConfig) -> Callable[[CanonicalEvent], CanonicalEvent]:

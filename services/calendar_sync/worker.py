@@ -119,13 +119,13 @@ async def _run(job: SyncJob, config: IntegrationConfig) -> None:
         return
     provider, address = await runtime.open_provider(config)
     if job.kind == SyncJobKind.PREVIEW:
-        await runtime.store_preview(job.job_id, await runtime.engine.preview(config, provider))
+        await runtime.store_preview(job.job_id, await runtime.engine.whole.preview(config, provider))
         return
     if not config.enabled:
         return
     if job.kind == SyncJobKind.FULL:
         await _check_target_writable(config, provider)
-        await runtime.engine.full_sync(config, provider, address, reason=job.reason or "requested")
+        await runtime.engine.whole.full_sync(config, provider, address, reason=job.reason or "requested")
         if config.direction != Direction.CRM_TO_PROVIDER:
             await runtime.watches.ensure(config, provider)
         await mark_ok(runtime.redis, config.org_id, config.user_id, config.integration.value)
@@ -150,7 +150,7 @@ async def _disable(config: IntegrationConfig) -> None:
         provider = None
     await runtime.watches.close(config, provider)
     if config.integration == Integration.MICROSOFT_CALENDAR and provider is not None:
-        await runtime.engine.remove_synced_events(config, provider)
+        await runtime.engine.whole.remove_synced_events(config, provider)
 
 
 def _disabled_placeholder(job: SyncJob) -> IntegrationConfig:
