@@ -32,7 +32,10 @@ class DriveUser:
 
 
 def drive_client(sandbox: RunningSandbox, account: dict):
-    http = AuthorizedHttp(credentials_for(sandbox, account), http=httplib2.Http(ca_certs=str(sandbox.tls.ca_cert)))
+    transport = httplib2.Http(ca_certs=str(sandbox.tls.ca_cert))
+    # As googleapiclient.http.build_http does: a resumable upload's 308 is not a redirect.
+    transport.redirect_codes = transport.redirect_codes - {308}
+    http = AuthorizedHttp(credentials_for(sandbox, account), http=transport)
     return build("drive", "v3", http=http, static_discovery=True, cache_discovery=False,
                  client_options={"api_endpoint": f"{sandbox.https_url}/drive/v3/"})
 
