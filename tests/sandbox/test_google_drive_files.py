@@ -7,7 +7,6 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from sandbox.state import Grant
-
 from tests.sandbox.drive_support import FOLDER, dora, folder, new_drive_user  # noqa: F401
 from tests.sandbox.google_clients import reason_of
 
