@@ -5,6 +5,7 @@ import pytest
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
 
 from sandbox.state import Grant
 from tests.sandbox.drive_support import FOLDER, dora, folder, new_drive_user  # noqa: F401
@@ -166,3 +167,23 @@ def test_each_account_has_its_own_drive_and_reset_forgets(sandbox, dora):
     httpx.post(f"{sandbox.http_url}/_sandbox/reset").raise_for_status()
     again = new_drive_user(sandbox, "dora@example.com")
     assert again.drive.files().list().execute()["files"] == []
+
+
+def test_batch_of_folder_creates_and_the_100_call_limit(sandbox, dora):
+    made, errors = [], []
+
+    def done(_id, response, error):
+        (errors if error else made).append(error or response)
+
+    batch = BatchHttpRequest(callback=done, batch_uri=f"{sandbox.https_url}/batch/drive/v3")
+    for index in range(3):
+        batch.add(dora.drive.files().create(body={"name": f"Deal {index}", "mimeType": FOLDER}))
+    batch.execute()
+    assert errors == [] and sorted(f["name"] for f in made) == ["Deal 0", "Deal 1", "Deal 2"]
+
+    too_many = BatchHttpRequest(callback=done, batch_uri=f"{sandbox.https_url}/batch/drive/v3")
+    for _ in range(101):  # the client lets a batch hold 1,000 calls; Drive takes 100
+        too_many.add(dora.drive.files().get(fileId="root"))
+    with pytest.raises(HttpError) as raised:
+        too_many.execute()
+    assert raised.value.status_code == 400
