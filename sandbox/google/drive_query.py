@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sandbox.errors import google_error
 
@@ -50,8 +50,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, aliases: dict[str, str]):
         self.tokens = _tokens(text)
+        self.aliases = aliases
         self.at = 0
 
     def peek(self) -> tuple[str, str] | None:
@@ -99,6 +100,7 @@ class _Parser:
         token = self.peek()
         if token is not None and token[0] == "string":
             value = self.take()
+            value = self.aliases.get(value, value)
             self.take("word", "in")
             collection = self.take("word")
             if collection != "parents":
@@ -150,17 +152,20 @@ class _Parser:
 
 
 def _rfc3339(text: str) -> datetime:
+    """A time in the query; one without an offset is UTC, as the search guide says."""
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise invalid_query(f"{text!r} is not an RFC 3339 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def compile_query(text: str | None) -> Predicate | None:
-    """The predicate for `q`, None for no query (every file)."""
+def compile_query(text: str | None, aliases: dict[str, str] | None = None) -> Predicate | None:
+    """The predicate for `q`, None for no query (every file). `aliases` maps the ids a query may name a
+    folder by (`root`, `appDataFolder`) to the folder's own id."""
     if text is None or not text.strip():
         return None
-    parser = _Parser(text)
+    parser = _Parser(text, aliases or {})
     predicate = parser.expression()
     if parser.peek() is not None:
         raise invalid_query(f"unexpected {parser.peek()[1]!r}")

@@ -94,7 +94,7 @@ def router(sandbox, store: DriveStore, channels: ChannelRegistry, sessions: Sess
         account, client_id, drive = caller(request)
         params = request.query_params
         mask = parse_fields(params.get("fields"), LIST_DEFAULT)
-        predicate = compile_query(params.get("q"))
+        predicate = compile_query(params.get("q"), {"root": drive.root_id, APP_DATA: drive.app_data_id})
         spaces = set(_ids(params.get("spaces") or "drive"))
         if not spaces <= SPACES:
             raise google_error(400, "invalid", f"Invalid Value: {params.get('spaces')}", location="spaces")

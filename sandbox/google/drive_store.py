@@ -167,6 +167,10 @@ class DriveStore:
             if file.id in (drive.root_id, drive.app_data_id):
                 raise google_error(403, "insufficientFilePermissions",
                                    "The user does not have sufficient permissions for this file.")
+            if "parents" in meta:
+                # files.update: parents move only through addParents/removeParents.
+                raise google_error(403, "fieldNotWritable", "The resource body includes fields which are not "
+                                   "directly writable.", location="parents")
             parents = [p for p in file.parents if p not in {self.resolve(drive, r) for r in remove_parents}]
             for added in add_parents:
                 parent_id = self._parent(drive, added)

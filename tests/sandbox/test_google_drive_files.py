@@ -187,3 +187,23 @@ def test_batch_of_folder_creates_and_the_100_call_limit(sandbox, dora):
     with pytest.raises(HttpError) as raised:
         too_many.execute()
     assert raised.value.status_code == 400
+
+
+def test_root_alias_and_time_comparisons_in_queries(sandbox, dora):
+    top = folder(dora, "Top")
+    folder(dora, "Inside", top["id"])
+    at_root = dora.drive.files().list(q="'root' in parents and trashed = false").execute()["files"]
+    assert [f["id"] for f in at_root] == [top["id"]]
+    # A time without an offset is UTC (the search guide's own example has none).
+    assert len(dora.drive.files().list(q="modifiedTime > '2012-06-04T12:00:00'").execute()["files"]) == 2
+    assert dora.drive.files().list(q="createdTime < '2012-06-04T12:00:00Z'").execute()["files"] == []
+    with pytest.raises(HttpError) as raised:
+        dora.drive.files().list(q="modifiedTime > 'yesterday'").execute()
+    assert raised.value.status_code == 400
+
+
+def test_update_refuses_parents_in_the_body(sandbox, dora):
+    a, b = folder(dora, "A"), folder(dora, "B")
+    with pytest.raises(HttpError) as raised:
+        dora.drive.files().update(fileId=a["id"], body={"parents": [b["id"]]}).execute()
+    assert raised.value.status_code == 403 and reason_of(raised.value) == "fieldNotWritable"
