@@ -25,6 +25,10 @@ LIST_DEFAULT = {"kind": None, "nextPageToken": None, "incompleteSearch": None, "
 CHANGES_DEFAULT = {"kind": None, "nextPageToken": None, "newStartPageToken": None,
                    "changes": {"kind": None, "changeType": None, "time": None, "removed": None, "fileId": None,
                                "file": FILE_DEFAULT}}
+# The File fields the sandbox keeps; a mask naming another is refused (400 invalidParameter).
+FILE_FIELDS = frozenset({"kind", "id", "name", "mimeType", "parents", "spaces", "starred", "trashed",
+                         "explicitlyTrashed", "createdTime", "modifiedTime", "version", "ownedByMe", "owners",
+                         "appProperties", "properties", "webViewLink", "description", "size", "md5Checksum"})
 SPACES = frozenset({"drive", APP_DATA})
 # orderBy keys (https://developers.google.com/workspace/drive/api/reference/rest/v3/files/list#query-parameters)
 ORDER_KEYS = {"createdTime": "createdTime", "modifiedTime": "modifiedTime", "name": "name",
@@ -76,7 +80,7 @@ def router(sandbox, store: DriveStore, channels: ChannelRegistry, sessions: Sess
 
     def answer_file(request: Request, account, client_id, drive, file, fields: str | None = None) -> Response:
         mask = parse_fields(fields if fields is not None else request.query_params.get("fields"), FILE_DEFAULT)
-        return json_response(apply_fields(render(account, client_id, drive, file), mask))
+        return json_response(apply_fields(render(account, client_id, drive, file), mask, FILE_FIELDS))
 
     def changed(account) -> None:
         channels.notify(f"drive:{account.id}", "change")

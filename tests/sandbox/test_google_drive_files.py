@@ -50,6 +50,9 @@ def test_get_with_fields_and_defaults(sandbox, dora):
     assert set(made) == {"kind", "id", "name", "mimeType"}
     got = dora.drive.files().get(fileId=made["id"], fields="id, parents, trashed, owners(emailAddress)").execute()
     assert got["trashed"] is False and got["owners"] == [{"emailAddress": "dora@example.com"}]
+    with pytest.raises(HttpError) as raised:
+        dora.drive.files().get(fileId=made["id"], fields="id,bogus").execute()
+    assert raised.value.status_code == 400 and reason_of(raised.value) == "invalidParameter"
     root = dora.drive.files().get(fileId="root", fields="id,name").execute()
     assert got["parents"] == [root["id"]] and root["name"] == "My Drive"
 
