@@ -1,12 +1,13 @@
 """Provider quotas in the sandbox: off by default, on through `PUT /_sandbox/quotas`, answered as the
 providers answer them (Google 403/429 in domain usageLimits, Graph 429 with Retry-After)."""
 # ruff: noqa: F811 (pytest fixtures are imported by name and then requested as parameters)
+import io
 import threading
 
 import httpx
 import pytest
 from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest
+from googleapiclient.http import BatchHttpRequest, MediaIoBaseUpload
 
 from tests.fixtures.net import wait_for
 from tests.sandbox.drive_support import drive_client
@@ -164,3 +165,14 @@ def test_quota_exceeded_fault_kind(sandbox, ann):
                json={"route": "/v1.0/me/events", "rate_quota_exceeded": 1.0, "retry_after_s": 7}).raise_for_status()
     refused = graph(sandbox, ms["access_token"]).get("/me/events")
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "7"
+
+
+def test_drive_quota_charges_metadata_and_upload_calls_alike(sandbox, ann):
+    drive = drive_client(sandbox, ann.account)
+    set_quotas(sandbox, google={"enabled": True, "apis": {"drive": {"per_user": 2}}})
+    drive.files().list().execute()
+    drive.files().create(media_body=MediaIoBaseUpload(io.BytesIO(b"x"), mimetype="text/plain")).execute()
+    with pytest.raises(HttpError) as raised:
+        drive.files().list().execute()
+    assert raised.value.status_code == 403 and reason_of(raised.value) == "userRateLimitExceeded"
+    list_calendar(ann)  # Calendar keeps its own quota
