@@ -7,9 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from sandbox.errors import ProviderError, google_error, graph_error
 from sandbox.dispatch import Calls
+from sandbox.errors import ProviderError, google_error, graph_error
 from sandbox.faults import FaultBook
+from sandbox.quotas import QuotaBook
 from sandbox.state import SandboxState
 
 
@@ -33,10 +34,15 @@ class Sandbox:
     config: SandboxConfig = field(default_factory=SandboxConfig)
     state: SandboxState = field(default_factory=SandboxState)
     faults: FaultBook = field(default_factory=FaultBook)
+    quotas: QuotaBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quotas = QuotaBook(self.state)
 
     def reset(self) -> None:
         self.state.reset()
         self.faults.reset()
+        self.quotas.reset()
 
 
 def create_app(sandbox: Sandbox | None = None) -> FastAPI:
@@ -62,5 +68,5 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
     app.include_router(control.router(sandbox))
     for router in google.routers(sandbox) + microsoft.routers(sandbox):
         app.include_router(router)
-    app.add_middleware(Calls, book=sandbox.faults, routes_app=app)
+    app.add_middleware(Calls, book=sandbox.faults, routes_app=app, quotas=sandbox.quotas)
     return app

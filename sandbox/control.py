@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from sandbox.faults import FaultRule
+from sandbox.quotas import QuotaSettings
 from sandbox.state import Grant
 
 
@@ -70,6 +71,17 @@ def router(sandbox) -> APIRouter:
     def clear_faults() -> dict:
         sandbox.faults.clear()
         return {"rules": 0}
+
+    @api.get("/quotas")
+    def get_quotas() -> QuotaSettings:
+        return sandbox.quotas.settings
+
+    @api.put("/quotas")
+    def set_quotas(settings: QuotaSettings) -> QuotaSettings:
+        """Turn provider quotas on (`google.enabled`, `graph.enabled`) with their limits; usage restarts
+        from zero. Off by default and after /_sandbox/reset."""
+        sandbox.quotas.configure(settings)
+        return settings
 
     @api.get("/counters")
     def counters() -> dict:

@@ -29,6 +29,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.faults import FaultBook, injected_error
+from sandbox.quotas import QuotaBook
 
 SCOPE_KEY = "sandbox.calls"
 # The keys of a connection's scope a call inside a batch inherits; the rest is the call's own.
@@ -114,9 +115,10 @@ def _exception_handler(handlers: dict, exc: Exception):
 class Calls:
     """The app's middleware for provider calls; the control API (`/_sandbox`) is never counted nor faulted."""
 
-    def __init__(self, app: ASGIApp, book: FaultBook, routes_app):
+    def __init__(self, app: ASGIApp, book: FaultBook, routes_app, quotas: QuotaBook | None = None):
         self.app = app  # the rest of the app: exception handling, then the router
         self.book = book
+        self.quotas = quotas
         self.routes_app = routes_app
         self.routes = RouteTable(routes_app)
 
@@ -198,8 +200,23 @@ class Calls:
         return route, latency, refusal
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted) -> Response | None:
-        """Serve an admitted call: the Response of a direct handler (or the injected fault) for the caller
-        to send, None when the rest of the app answered through `send`."""
+        """Serve an admitted call: the Response of a direct handler (or the injected fault, or the quota's
+        refusal) for the caller to send, None when the rest of the app answered through `send`. Quotas,
+        off by default, cost one attribute read here; on, a call holds its concurrency slot (Graph's
+        per-mailbox limit) until it is answered, injected latency included."""
+        quotas = self.quotas
+        if quotas is None or not quotas.active or admitted[2] is not None:
+            return await self._respond(scope, receive, send, admitted)
+        refusal, slot = quotas.enter(scope)
+        if refusal is not None:
+            return refusal
+        try:
+            return await self._respond(scope, receive, send, admitted)
+        finally:
+            if slot is not None:
+                quotas.leave(slot)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, admitted) -> Response | None:
         route, latency, refusal = admitted
         if latency:
             await asyncio.sleep(latency)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from sandbox.errors import graph_error, google_error
+from sandbox.errors import google_error, graph_error
 
 
 class FaultRule(BaseModel):
@@ -25,6 +25,9 @@ class FaultRule(BaseModel):
     latency_ms: float = Field(0, ge=0, le=60_000)
     rate_429: float = Field(0, ge=0, le=1, description="share of calls answered 429")
     rate_5xx: float = Field(0, ge=0, le=1, description="share of calls answered 503")
+    rate_quota_exceeded: float = Field(
+        0, ge=0, le=1, description="share of calls answered as over a daily quota: Google 403 quotaExceeded "
+        "(Graph has no daily limit: its routes answer 429 with Retry-After instead)")
     retry_after_s: int = Field(1, ge=0, le=3600)
     google_403_rate_limit: bool = Field(
         False, description="answer Google's quota errors as 403 rateLimitExceeded instead of 429"
@@ -82,7 +85,14 @@ class FaultBook:
                 if draw < armed.rule.rate_429 + armed.rule.rate_5xx:
                     self.injected[f"{method} {template} 503"] += 1
                     return latency, 503, armed.rule
+                if draw < armed.rule.rate_429 + armed.rule.rate_5xx + armed.rule.rate_quota_exceeded:
+                    self.injected[f"{method} {template} quotaExceeded"] += 1
+                    return latency, QUOTA_EXCEEDED, armed.rule
         return latency, None, None
+
+
+# decide()'s status for a quotaExceeded fault: 403 at Google, but not every 403 is this one.
+QUOTA_EXCEEDED = -403
 
 
 def _is_graph(path: str) -> bool:
@@ -92,9 +102,13 @@ def _is_graph(path: str) -> bool:
 def injected_error(status: int, rule: FaultRule, path: str):
     retry_after = {"Retry-After": str(rule.retry_after_s)}
     if _is_graph(path):
-        if status == 429:
+        if status in (429, QUOTA_EXCEEDED):
             return graph_error(429, "TooManyRequests", "Too many requests.", headers=retry_after).response
         return graph_error(503, "serviceNotAvailable", "Service unavailable.", headers=retry_after).response
+    if status == QUOTA_EXCEEDED:
+        # A daily limit, not a rate: no Retry-After (https://developers.google.com/workspace/calendar/api/guides/errors).
+        return google_error(403, "quotaExceeded", "Calendar usage limits exceeded." if path.startswith("/calendar")
+                            else "Quota exceeded.", domain="usageLimits").response
     if status == 429:
         if rule.google_403_rate_limit:
             return google_error(

@@ -4,11 +4,16 @@ from __future__ import annotations
 from fastapi import Request
 
 from sandbox.errors import google_error
-from sandbox.state import Account
+from sandbox.state import Account, Grant
 
 
 def google_account(sandbox, request: Request) -> Account:
     """The account whose access token the request carries; 401 as Google answers otherwise."""
+    return google_caller(sandbox, request)[0]
+
+
+def google_caller(sandbox, request: Request) -> tuple[Account, Grant]:
+    """The account and the grant (which OAuth client, i.e. which app) behind the request's token."""
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("access_token", "")
     grant = sandbox.state.grant_for_access_token(token) if token else None
@@ -24,4 +29,4 @@ def google_account(sandbox, request: Request) -> Account:
     account = sandbox.state.accounts.get(grant.account_id)
     if account is None or account.provider != "google":
         raise google_error(401, "authError", "Invalid Credentials", location="Authorization", location_type="header")
-    return account
+    return account, grant

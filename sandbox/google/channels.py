@@ -131,8 +131,9 @@ class ChannelRegistry:
                 raise google_error(404, "notFound", f"Channel '{channel_id}' not found for project")
             self._close(channel, "stopped")
 
-    def notify(self, calendar_key: str) -> None:
-        """A change on the calendar: one `exists` message to each live channel watching it."""
+    def notify(self, calendar_key: str, state: str = "exists") -> None:
+        """A change on the calendar: one `exists` message to each live channel watching it. Drive's changes
+        channels name the same message `change` (https://developers.google.com/workspace/drive/api/guides/push)."""
         watching = self.by_calendar.get(calendar_key)
         if not watching:
             return
@@ -142,7 +143,7 @@ class ChannelRegistry:
                 if channel.expired(now_ms):
                     self._close(channel, "expired")
                 else:
-                    self._schedule(channel, "exists", next(self._numbers))
+                    self._schedule(channel, state, next(self._numbers))
 
     def describe(self) -> list[dict]:
         with self.lock:
