@@ -40,8 +40,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from services.calendar_sync import mapping
-from services.calendar_sync import rules
+from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
 from services.common.logging import get_logger
@@ -117,11 +116,11 @@ class GraphCalendarProvider:
         """Up to about `page_cap` changes: whole Graph pages are taken until the cap is reached."""
         params = None
         url = page_token or cursor
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        window = (now - dt.timedelta(days=window_days), now + self.horizon)
         if url is None:
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             url = f"{self._calendar}/calendarView/delta"
-            params = {"startDateTime": _graph_time(now - dt.timedelta(days=window_days)),
-                      "endDateTime": _graph_time(now + self.horizon)}
+            params = {"startDateTime": _graph_time(window[0]), "endDateTime": _graph_time(window[1])}
         headers = {"Prefer": f"odata.maxpagesize={max(1, min(page_cap, _LIST_PAGE))}"}
         items: list[dict] = []
         while True:
@@ -134,7 +133,7 @@ class GraphCalendarProvider:
             if len(items) >= page_cap:
                 next_cursor, final_cursor = url, None
                 break
-        return ChangePage(await self._resolve(items), next_cursor, final_cursor)
+        return ChangePage(await self._resolve(items, window), next_cursor, final_cursor)
 
     async def _delta_page(self, url: str, params: dict | None, headers: dict) -> GraphResponse:
         try:
@@ -144,9 +143,10 @@ class GraphCalendarProvider:
                 raise CursorExpired(f"Graph delta token no longer valid: {exc}") from exc
             raise
 
-    async def _resolve(self, items: list[dict]) -> list[ProviderEvent]:
+    async def _resolve(self, items: list[dict], window: tuple[dt.datetime, dt.datetime]) -> list[ProviderEvent]:
         """Delta items as provider events, in delta order: deletions as such; series occurrences as their
-        series (read); events that left the window read again (moved, or gone); invitations from others
+        series (read), followed by the occurrences cancelled in it (see `_cancelled`); events that left the
+        window read again (moved, or gone); invitations from others
         left out. Which CRM record an event is comes from our extended property, which delta cannot
         expand: a few events are read again, 20 to a batch; for more, one listing of our own events
         (a call per 1,000) is cheaper than a read per event."""
@@ -187,7 +187,34 @@ class GraphCalendarProvider:
                 mapped = self._provider_event(raw, found.records.get(raw["id"]))
                 if mapped is not None:
                     events[raw["id"]] = mapped
-        return list(events.values())
+        masters = [found.events[i] for i in events if (found.events.get(i) or {}).get("type") == "seriesMaster"]
+        cancelled = await self._cancelled(masters, window) if masters else {}
+        return [e for event_id, event in events.items() for e in (event, *cancelled.get(event_id, ()))]
+
+    async def _cancelled(self, masters: list[dict], window: tuple[dt.datetime, dt.datetime]
+                         ) -> dict[str, list[ProviderEvent]]:
+        """The occurrences cancelled in these series, as deletions of occurrences (the engine excludes each
+        date from the series): Graph v1.0 reports none, so each series' /instances over the window, 20 to a
+        batch, is compared with its rule (mapping_graph_series). Reported on every round the series
+        changes in: excluding a date twice changes nothing. A cancelled occurrence has no id left to read;
+        it is named by its series and original start."""
+        params = {"startDateTime": _graph_time(window[0]), "endDateTime": _graph_time(window[1]),
+                  "$select": "id,type,start,originalStart", "$top": str(_LIST_PAGE)}
+        requests = [BatchRequest("GET", with_query(f"{self._event_path(m['id'])}/instances", params)) for m in masters]
+        found: dict[str, list[ProviderEvent]] = {}
+        for master, answer in zip(masters, await self.client.batch(requests)):
+            if answer.status == 404:
+                continue  # the series went meanwhile: its deletion comes with a later round
+            if not answer.ok:
+                raise error_of(answer, f"GET instances of {master['id']}")
+            listed = list(answer.body.get("value", []))
+            if answer.body.get("@odata.nextLink"):
+                async for page in self.client.pages(answer.body["@odata.nextLink"]):
+                    listed.extend(page)
+            found[master["id"]] = [
+                ProviderEvent(f"{master['id']}@{start.rfc3339()}", None, series_id=master["id"], original_start=start)
+                for start in mapping.cancelled_occurrences(master, listed, *window)]
+        return found
 
     async def _read(self, found: _Found, event_ids: list[str]) -> None:
         """Read these events (those not read yet) with our properties, 20 to a batch; 404: gone (None)."""
