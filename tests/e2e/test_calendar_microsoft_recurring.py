@@ -3,7 +3,7 @@
 An occurrence cancelled in Outlook becomes an EXDATE of the CRM's series, although Graph v1.0 reports no
 cancelled occurrence (the adapter compares the series' /instances with its rule); an occurrence edited
 in Outlook becomes its own CRM event tied to the series (Series_Id, Original_Start), and later CRM edits
-of it reach that occurrence, not the series. A date the CRM excludes deletes the Outlook occurrence; a
+of it reach that occurrence, not the series; cancelled in Outlook, that exception leaves the CRM. A date the CRM excludes deletes the Outlook occurrence; a
 CRM exception is written over its occurrence. Resyncs and repeated rounds make no duplicates.
 """
 import datetime as dt
@@ -88,6 +88,12 @@ def test_outlook_exceptions_of_a_series_reach_the_crm_and_back(stack):  # noqa: 
     assert [i["subject"] for i in instances(ann, master["id"])] == ["Weekly review", "Review, moved again",
                                                                     "Weekly review"]
     assert len(ann.events()) == 1 and len(stack.crm.records(org)) == 2, "no duplicate on either side"
+
+    ann.delete(occurrences[2]["id"])  # the exception cancelled in Outlook: Graph names it nowhere either
+    wait_for(lambda: [r["id"] for r in stack.crm.records(org)] == [series["id"]], 45,
+             what=f"the CRM exception of the cancelled occurrence deleted; {stack.worker_log()}")
+    assert crm_record(stack, org, series["id"])["fields"]["Recurrence"] == [*SERIES["Recurrence"], exdate(1), exdate(2)]
+    assert [i["subject"] for i in instances(ann, master["id"])] == ["Weekly review", "Weekly review"]
 
 
 def test_crm_exceptions_of_a_series_reach_outlook_as_its_occurrences(stack):  # noqa: F811
