@@ -11,10 +11,11 @@ exception in a window with its `originalStart`; a date of the rule no instance s
 (the approach of closeio/sync-engine pull 389).
 
 One care: /instances lists an exception where it is now, not where it was. An exception moved out of the
-window would look cancelled. Outlook keeps an exception between its neighbours in the series (an
-occurrence cannot be moved over the next or previous one), so a date is judged only when the occurrences
-before and after it are inside the window as well; the first and last dates of the series judge by
-themselves.
+window would look cancelled. Outlook keeps an exception between its neighbours ("an occurrence cannot be
+moved to or before the day of the previous occurrence, and cannot be moved to or after the day of the
+following occurrence": 400 ErrorOccurrenceCrossingBoundary, https://learn.microsoft.com/graph/api/event-update),
+so a date is judged only when the occurrences before and after it are inside the window as well; the
+first and last dates of the series judge by themselves.
 
 Pure: the adapter reads the master and its instances, this says which dates are gone.
 """
