@@ -46,6 +46,8 @@ from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, Pro
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.providers.microsoft import calendar_ids as ids
+from services.providers.microsoft.calendar_series import cancelled_in
+from services.providers.microsoft.calendar_series import graph_time as _graph_time
 from services.providers.microsoft.graph import (
     BATCH_MAX,
     BatchRequest,
@@ -66,10 +68,6 @@ _ZONE_KEPT_S = 3600.0  # a mailbox's time zone is read again after this: users m
 # mailbox -> (its time zone, when read): all-day events are written midnight to midnight there.
 _mailbox_zones: dict[str, tuple[str, float]] = {}
 _Item = tuple[str, CanonicalEvent, str | None]
-
-
-def _graph_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -145,7 +143,7 @@ class GraphCalendarProvider:
 
     async def _resolve(self, items: list[dict], window: tuple[dt.datetime, dt.datetime]) -> list[ProviderEvent]:
         """Delta items as provider events, in delta order: deletions as such; series occurrences as their
-        series (read), followed by the occurrences cancelled in it (see `_cancelled`); events that left the
+        series (read), followed by the occurrences cancelled in it (calendar_series); events that left the
         window read again (moved, or gone); invitations from others
         left out. Which CRM record an event is comes from our extended property, which delta cannot
         expand: a few events are read again, 20 to a batch; for more, one listing of our own events
@@ -188,33 +186,8 @@ class GraphCalendarProvider:
                 if mapped is not None:
                     events[raw["id"]] = mapped
         masters = [found.events[i] for i in events if (found.events.get(i) or {}).get("type") == "seriesMaster"]
-        cancelled = await self._cancelled(masters, window) if masters else {}
+        cancelled = await cancelled_in(self.client, self._event_path, masters, window) if masters else {}
         return [e for event_id, event in events.items() for e in (event, *cancelled.get(event_id, ()))]
-
-    async def _cancelled(self, masters: list[dict], window: tuple[dt.datetime, dt.datetime]
-                         ) -> dict[str, list[ProviderEvent]]:
-        """The occurrences cancelled in these series, as deletions of occurrences (the engine excludes each
-        date from the series): Graph v1.0 reports none, so each series' /instances over the window, 20 to a
-        batch, is compared with its rule (mapping_graph_series). Reported on every round the series
-        changes in: excluding a date twice changes nothing. A cancelled occurrence has no id left to read;
-        it is named by its series and original start."""
-        params = {"startDateTime": _graph_time(window[0]), "endDateTime": _graph_time(window[1]),
-                  "$select": "id,type,start,originalStart", "$top": str(_LIST_PAGE)}
-        requests = [BatchRequest("GET", with_query(f"{self._event_path(m['id'])}/instances", params)) for m in masters]
-        found: dict[str, list[ProviderEvent]] = {}
-        for master, answer in zip(masters, await self.client.batch(requests)):
-            if answer.status == 404:
-                continue  # the series went meanwhile: its deletion comes with a later round
-            if not answer.ok:
-                raise error_of(answer, f"GET instances of {master['id']}")
-            listed = list(answer.body.get("value", []))
-            if answer.body.get("@odata.nextLink"):
-                async for page in self.client.pages(answer.body["@odata.nextLink"]):
-                    listed.extend(page)
-            found[master["id"]] = [
-                ProviderEvent(f"{master['id']}@{start.rfc3339()}", None, series_id=master["id"], original_start=start)
-                for start in mapping.cancelled_occurrences(master, listed, *window)]
-        return found
 
     async def _read(self, found: _Found, event_ids: list[str]) -> None:
         """Read these events (those not read yet) with our properties, 20 to a batch; 404: gone (None)."""
