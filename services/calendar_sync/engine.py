@@ -8,6 +8,7 @@ nothing the second time.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -292,6 +293,13 @@ class CalendarEngine:
         if config.direction != Direction.CRM_TO_PROVIDER:
             await self.crm.update_event(config, series.crm_id, target, f"exclude:{remote.provider_id}",
                                    before=series.snapshot)
+        holds = _holds(config)
+        if holds(target) == holds(series.snapshot):
+            # The provider cannot hold the exclusion (Graph: no EXDATE) and holds the cancellation already:
+            # writing the master again would change nothing there, or, if Outlook reset a series' exceptions
+            # on a PATCH carrying its pattern (undocumented), lose them.
+            await maps.save(dataclasses.replace(series, snapshot=target, crm_fingerprint=target.fingerprint()), series)
+            return "pulled"
         result = await provider.upsert(series.crm_id, target, series.provider_id)
         held = result.written or target
         await maps.save(EventMapping(series.crm_id, result.provider_id, target, target.fingerprint(),
