@@ -203,6 +203,9 @@ class EventStore:
             if master is None:
                 raise _not_found()
             exception = event_model.apply_write(series.instance_record(master, instance), body)
+            if series.crosses_neighbours(master, instance.stamp, exception["start"]):
+                raise graph_error(400, "ErrorOccurrenceCrossingBoundary",
+                                  "Modified occurrence is crossing or overlapping adjacent occurrence.")
             exception.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
             exception.setdefault("createdDateTime", exception["lastModifiedDateTime"])
             exceptions = dict(master.get("_exceptions", {}), **{instance.stamp: exception})

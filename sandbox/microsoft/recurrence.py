@@ -111,3 +111,9 @@ def occurs_at(recurrence: dict, first_start: dt.datetime, moment: dt.datetime) -
     """Whether the series has an occurrence starting at `moment` (aware, in the event's zone)."""
     second = dt.timedelta(seconds=1)
     return bool(_rule(recurrence, first_start).between(moment - second, moment + second, inc=True))
+
+
+def neighbours(recurrence: dict, first_start: dt.datetime, moment: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The series' occurrence starts just before and just after `moment` (None at either end of the series)."""
+    rule = _rule(recurrence, first_start)
+    return rule.before(moment), rule.after(moment)

@@ -77,6 +77,20 @@ def instances(record: dict, window_start: dt.datetime, window_end: dt.datetime) 
     return found
 
 
+def crosses_neighbours(master: dict, stamp: str, moved: dict) -> bool:
+    """Whether an occurrence moved to `moved` (a start as written) leaves the days between its neighbours:
+    "an occurrence cannot be moved to or before the day of the previous occurrence, and cannot be moved to
+    or after the day of the following occurrence" (400 ErrorOccurrenceCrossingBoundary,
+    https://learn.microsoft.com/graph/api/event-update). Days in the series' zone; the neighbours are the
+    rule's (sandbox choice: whether a cancelled neighbour frees its day is not documented)."""
+    original = original_start(master, stamp)
+    if original is None:
+        return False
+    before, after = recurrences.neighbours(master["recurrence"], aware(master["start"]), original)
+    day = aware(moved).astimezone(original.tzinfo).date()
+    return (before is not None and day <= before.date()) or (after is not None and day >= after.date())
+
+
 def occurrence_record(master: dict, stamp: str) -> dict:
     """The record of one unmodified occurrence: the master's data at the occurrence's own times."""
     original = original_start(master, stamp)

@@ -8,6 +8,7 @@ nothing the second time.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -228,7 +229,8 @@ class CalendarEngine:
                 await maps.remove(current)
                 outcome = "deleted"
             if remote.series_id and remote.original_start is not None:  # one occurrence of a series cancelled
-                outcome = await self._exclude_occurrence(config, provider, remote, maps) or outcome
+                outcome = await self._exclude_occurrence(config, provider, remote, maps,
+                                                         find_exception=current is None) or outcome
             log.info("provider event deleted", scope=config.key, provider_id=remote.provider_id, outcome=outcome,
                      crm_id=current.crm_id if current else None)
             return outcome
@@ -274,24 +276,56 @@ class CalendarEngine:
                                      held.fingerprint(), etag, crm_modified_at=seen, provider_snapshot=held), current)
         return "conflict" if conflicts else "pulled"
 
-    async def _exclude_occurrence(self, config, provider, remote: ProviderEvent, maps: MappingStore) -> str | None:
+    async def _exclude_occurrence(self, config, provider, remote: ProviderEvent, maps: MappingStore,
+                                  find_exception: bool = False) -> str | None:
         """A cancelled occurrence of a synced series: the series, on both sides, excludes its date (EXDATE),
-        so the CRM's series and the provider's master stay one event with one rule. None: not synced."""
+        so the CRM's series and the provider's master stay one event with one rule. None: not synced.
+        `find_exception`: the cancelled occurrence came without an id we know (Graph names no cancelled
+        instance), so a CRM exception at that date is looked for, and goes with it."""
         series = await maps.by_provider_id(remote.series_id)
         if series is None or series.snapshot is None or remote.original_start is None:
             return None
         target = with_exception_date(series.snapshot, remote.original_start)
         if target.recurrence == series.snapshot.recurrence:
             return None  # excluded already
+        if find_exception:
+            await self._remove_exception_at(config, maps, series.crm_id, remote.original_start)
         if config.direction != Direction.CRM_TO_PROVIDER:
             await self.crm.update_event(config, series.crm_id, target, f"exclude:{remote.provider_id}",
                                    before=series.snapshot)
+        holds = _holds(config)
+        if holds(target) == holds(series.snapshot):
+            # The provider cannot hold the exclusion (Graph: no EXDATE) and holds the cancellation already:
+            # writing the master again would change nothing there, or, if Outlook reset a series' exceptions
+            # on a PATCH carrying its pattern (undocumented), lose them.
+            await maps.save(dataclasses.replace(series, snapshot=target, crm_fingerprint=target.fingerprint()), series)
+            return "pulled"
         result = await provider.upsert(series.crm_id, target, series.provider_id)
         held = result.written or target
         await maps.save(EventMapping(series.crm_id, result.provider_id, target, target.fingerprint(),
                                      held.fingerprint(), result.etag, crm_modified_at=series.crm_modified_at,
                                      provider_snapshot=held), series)
         return "pulled"
+
+    async def _remove_exception_at(self, config, maps: MappingStore, series_crm_id: str,
+                                   original_start: EventTime) -> None:
+        """The synced CRM exception of the series at that original start, if any, is deleted: its occurrence
+        is cancelled. Looked up among the user's indexed CRM events, once per newly excluded date."""
+        for record_id, indexed in (await self.index.events_of(config.org_id, config.user_id)).items():
+            try:
+                occurrence = mapping.crm_occurrence(indexed.change.fields)
+            except mapping.InvalidEvent:
+                continue
+            if occurrence is None or occurrence[0] != series_crm_id \
+                    or occurrence[1].instant() != original_start.instant():
+                continue
+            current = await maps.by_crm_id(record_id)
+            if current is None:
+                continue
+            if config.direction != Direction.CRM_TO_PROVIDER:
+                await self.crm.send(config, DeleteRecord(module=CrmModule.EVENTS, record_id=record_id),
+                                    f"delete:{record_id}")
+            await maps.remove(current)
 
     @staticmethod
     async def occurrence_of(provider: CalendarProvider, maps: MappingStore, series_crm_id: str,

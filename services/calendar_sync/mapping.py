@@ -15,7 +15,12 @@ cannot hold, `problems` what was wrong but recovered. What cannot be mapped at a
 apply them.
 """
 from services.calendar_sync.mapping_common import InvalidEvent, Mapped, ProviderLimits
-from services.calendar_sync.mapping_crm import canonical_to_crm, changed_crm_fields, crm_occurrence, crm_to_canonical
+from services.calendar_sync.mapping_crm import (
+    canonical_to_crm,
+    changed_crm_fields,
+    crm_occurrence,
+    crm_to_canonical,
+)
 from services.calendar_sync.mapping_google import (
     GOOGLE_LIMITS,
     canonical_to_google,
@@ -30,10 +35,11 @@ from services.calendar_sync.mapping_graph import (
     graph_original_start,
     graph_to_canonical,
 )
+from services.calendar_sync.mapping_graph_series import cancelled_occurrences
 
 __all__ = [
     "GOOGLE_LIMITS", "GRAPH_LIMITS", "InvalidEvent", "Mapped", "ProviderLimits",
-    "canonical_to_crm", "canonical_to_google", "canonical_to_graph", "changed_crm_fields", "crm_occurrence",
+    "cancelled_occurrences", "canonical_to_crm", "canonical_to_google", "canonical_to_graph", "changed_crm_fields", "crm_occurrence",
     "crm_to_canonical", "fit_google", "fit_graph", "google_original_start", "google_to_canonical",
     "graph_original_start", "graph_to_canonical",
 ]

@@ -88,6 +88,12 @@ def graph_original_start(raw: dict) -> EventTime | None:
     event. InvalidEvent when malformed."""
     if raw.get("type") != "exception" or not raw.get("seriesMasterId"):
         return None
+    return instance_original_start(raw)
+
+
+def instance_original_start(raw: dict) -> EventTime:
+    """The start an occurrence or exception had in its series (`originalStart`, an instant), in the event's
+    own zone, or that day for an all-day series. InvalidEvent when missing or malformed."""
     moment = parse_date_time(re.sub(r"(\.\d{6})\d+", r"\1", str(raw.get("originalStart") or "")), "originalStart")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)

@@ -248,6 +248,32 @@ async def test_a_series_comes_as_one_event_with_its_rule(provider, outlook):
     assert any(line.startswith("RRULE:FREQ=DAILY") for line in events[0].event.recurrence)
 
 
+async def test_an_occurrence_cancelled_in_outlook_comes_as_a_deletion_of_that_date(sandbox, provider, outlook):
+    """Graph's delta re-sends the series and says nothing of the cancelled occurrence: the adapter finds it
+    by comparing the series' /instances with its rule: one read of them per series that changed."""
+    start = at(1)
+    daily = {"pattern": {"type": "daily", "interval": 1},
+             "range": {"type": "numbered", "startDate": start.date().isoformat(), "numberOfOccurrences": 3}}
+    series = outlook.add("Stand-up", days=1, recurrence=daily)
+    pages, cursor = await drain(provider)
+    assert [e.provider_id for p in pages for e in p] == [series["id"]], "a whole series cancels nothing"
+
+    window = {"startDateTime": at(0).isoformat(), "endDateTime": at(5).isoformat()}
+    listed = outlook.api.get(f"{outlook.events_url}/{series['id']}/instances", params=window).json()["value"]
+    assert outlook.api.delete(f"{outlook.events_url}/{listed[1]['id']}").status_code == 204
+    instances_route = "GET /v1.0/users/{user_id}/events/{event_id}/instances"
+    reads = counted(sandbox, instances_route)
+    pages, cursor = await drain(provider, cursor)
+    master, cancelled = [e for p in pages for e in p]
+    assert master.provider_id == series["id"] and master.event is not None
+    assert cancelled.event is None and cancelled.series_id == series["id"]
+    assert cancelled.original_start.instant() == at(2)
+    assert counted(sandbox, instances_route) - reads == 1
+
+    pages, _ = await drain(provider, cursor)
+    assert pages == [[]], "nothing changed: nothing reported again"
+
+
 async def test_invalidated_delta_token_is_cursor_expired(sandbox, provider, user, outlook):
     outlook.add("Kept")
     _, cursor = await drain(provider)

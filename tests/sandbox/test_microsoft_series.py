@@ -87,6 +87,29 @@ def test_patching_an_occurrence_makes_it_an_exception_with_the_same_id(api):
     assert refused.status_code == 400
 
 
+def test_an_occurrence_cannot_be_moved_to_or_past_the_day_of_a_neighbour(api):
+    """Graph's ErrorOccurrenceCrossingBoundary (event-update): an exception stays between its neighbours'
+    days, which is what lets /instances over a window account for every date inside it."""
+    series = stand_up(api)
+    third = view(api)[2]  # 4 March; its neighbours are 3 and 5 March
+
+    def move(day: str, hour: str = "09") -> httpx.Response:
+        return api.patch(f"/me/events/{third['id']}", json={
+            "start": {"dateTime": f"2026-03-{day}T{hour}:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"2026-03-{day}T{hour}:15:00", "timeZone": "UTC"}})
+
+    for day in ("03", "05", "10", "01"):
+        refused = move(day)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "ErrorOccurrenceCrossingBoundary"
+    assert [e["type"] for e in view(api, f"/me/events/{series['id']}/instances")] == ["occurrence"] * 4
+    assert move("04", "18").status_code == 200, "later the same day is fine"
+    first = view(api)[0]  # 2 March, the first: no day before it is taken
+    early = api.patch(f"/me/events/{first['id']}", json={
+        "start": {"dateTime": "2026-02-20T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-02-20T09:15:00", "timeZone": "UTC"}})
+    assert early.status_code == 200, early.text
+
+
 def test_deleting_an_occurrence_cancels_it_and_delta_resends_the_series_without_it(api):
     series = stand_up(api)
     pages, delta_link = delta_round(api, "/me/calendarView/delta", WINDOW)

@@ -40,13 +40,14 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from services.calendar_sync import mapping
-from services.calendar_sync import rules
+from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.providers.microsoft import calendar_ids as ids
+from services.providers.microsoft.calendar_series import cancelled_in
+from services.providers.microsoft.calendar_series import graph_time as _graph_time
 from services.providers.microsoft.graph import (
     BATCH_MAX,
     BatchRequest,
@@ -67,10 +68,6 @@ _ZONE_KEPT_S = 3600.0  # a mailbox's time zone is read again after this: users m
 # mailbox -> (its time zone, when read): all-day events are written midnight to midnight there.
 _mailbox_zones: dict[str, tuple[str, float]] = {}
 _Item = tuple[str, CanonicalEvent, str | None]
-
-
-def _graph_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -117,11 +114,11 @@ class GraphCalendarProvider:
         """Up to about `page_cap` changes: whole Graph pages are taken until the cap is reached."""
         params = None
         url = page_token or cursor
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        window = (now - dt.timedelta(days=window_days), now + self.horizon)
         if url is None:
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             url = f"{self._calendar}/calendarView/delta"
-            params = {"startDateTime": _graph_time(now - dt.timedelta(days=window_days)),
-                      "endDateTime": _graph_time(now + self.horizon)}
+            params = {"startDateTime": _graph_time(window[0]), "endDateTime": _graph_time(window[1])}
         headers = {"Prefer": f"odata.maxpagesize={max(1, min(page_cap, _LIST_PAGE))}"}
         items: list[dict] = []
         while True:
@@ -134,7 +131,7 @@ class GraphCalendarProvider:
             if len(items) >= page_cap:
                 next_cursor, final_cursor = url, None
                 break
-        return ChangePage(await self._resolve(items), next_cursor, final_cursor)
+        return ChangePage(await self._resolve(items, window), next_cursor, final_cursor)
 
     async def _delta_page(self, url: str, params: dict | None, headers: dict) -> GraphResponse:
         try:
@@ -144,9 +141,10 @@ class GraphCalendarProvider:
                 raise CursorExpired(f"Graph delta token no longer valid: {exc}") from exc
             raise
 
-    async def _resolve(self, items: list[dict]) -> list[ProviderEvent]:
+    async def _resolve(self, items: list[dict], window: tuple[dt.datetime, dt.datetime]) -> list[ProviderEvent]:
         """Delta items as provider events, in delta order: deletions as such; series occurrences as their
-        series (read); events that left the window read again (moved, or gone); invitations from others
+        series (read), followed by the occurrences cancelled in it (calendar_series); events that left the
+        window read again (moved, or gone); invitations from others
         left out. Which CRM record an event is comes from our extended property, which delta cannot
         expand: a few events are read again, 20 to a batch; for more, one listing of our own events
         (a call per 1,000) is cheaper than a read per event."""
@@ -187,7 +185,9 @@ class GraphCalendarProvider:
                 mapped = self._provider_event(raw, found.records.get(raw["id"]))
                 if mapped is not None:
                     events[raw["id"]] = mapped
-        return list(events.values())
+        masters = [found.events[i] for i in events if (found.events.get(i) or {}).get("type") == "seriesMaster"]
+        cancelled = await cancelled_in(self.client, self._event_path, masters, window) if masters else {}
+        return [e for event_id, event in events.items() for e in (event, *cancelled.get(event_id, ()))]
 
     async def _read(self, found: _Found, event_ids: list[str]) -> None:
         """Read these events (those not read yet) with our properties, 20 to a batch; 404: gone (None)."""
