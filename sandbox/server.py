@@ -38,8 +38,8 @@ def build_servers(config: SandboxConfig, http_port: int, https_port: int, host: 
     # `loop` only takes effect through uvicorn.run(): the loop the servers run on is chosen by `run_servers`.
     # proxy_headers off: nothing sits between a client and the sandbox, so X-Forwarded-* is never honoured
     # and the middleware that would look for it is not run on every call.
-    common = dict(host=host, log_level="warning", lifespan="on", access_log=False, loop="uvloop", http="httptools",
-                  timeout_keep_alive=60, proxy_headers=False)
+    common = {"host": host, "log_level": "warning", "lifespan": "on", "access_log": False, "loop": "uvloop",
+              "http": "httptools", "timeout_keep_alive": 60, "proxy_headers": False}
     http = uvicorn.Server(uvicorn.Config(app, port=http_port, **common))
     https = uvicorn.Server(
         uvicorn.Config(

@@ -13,7 +13,6 @@ import json
 from urllib.parse import quote
 
 import orjson
-
 from fastapi import APIRouter, Request, Response
 
 from sandbox.errors import google_error
