@@ -9,6 +9,7 @@ import uvicorn
 import uvloop
 
 from sandbox.app import Sandbox, SandboxConfig, create_app
+from sandbox.http_protocol import OneSendHttpToolsProtocol
 from sandbox.tls import TlsFiles, ensure_certificates
 
 
@@ -33,13 +34,14 @@ def build_servers(config: SandboxConfig, http_port: int, https_port: int, host: 
     sandbox = Sandbox(config=config)
     app = create_app(sandbox)
     # uvloop and httptools named (pinned in pyproject.toml), not left to "auto", which falls back quietly to
-    # the slower pure-Python ones; idle connections kept a minute, not uvicorn's 5 s, so a client pausing
+    # the slower pure-Python ones (httptools through OneSendHttpToolsProtocol: an answer in one send); idle
+    # connections kept a minute, not uvicorn's 5 s, so a client pausing
     # between batches (httplib2 does not resend a large body on a dropped connection) keeps its connection.
     # `loop` only takes effect through uvicorn.run(): the loop the servers run on is chosen by `run_servers`.
     # proxy_headers off: nothing sits between a client and the sandbox, so X-Forwarded-* is never honoured
     # and the middleware that would look for it is not run on every call.
     common = {"host": host, "log_level": "warning", "lifespan": "on", "access_log": False, "loop": "uvloop",
-              "http": "httptools", "timeout_keep_alive": 60, "proxy_headers": False}
+              "http": OneSendHttpToolsProtocol, "timeout_keep_alive": 60, "proxy_headers": False}
     http = uvicorn.Server(uvicorn.Config(app, port=http_port, **common))
     https = uvicorn.Server(
         uvicorn.Config(
