@@ -7,12 +7,15 @@ Measured, each with the CPU time the server and the client spent per insert:
 - BatchHttpRequest batches of 50 and of 1000;
 - the server alone on batches: the very bytes googleapiclient sent, replayed over http.client, so the
   client library's own MIME work (most of a batched insert's cost) is out of the figure.
-- batched through the client from 1 and from several client processes at once against the one sandbox
-  (aggregate inserts/s), with the client's CPU per insert split into building the HttpRequests,
-  serialising the batch (MIME) and parsing the multipart answer, each process building every request it
-  sends inside the timed part.
+- single and batched through the client from 1 and from several client processes at once against the
+  one sandbox (aggregate inserts/s), with the client's CPU per insert; for batches split into building
+  the HttpRequests, serialising the batch (MIME) and parsing the multipart answer, each process building
+  every request it sends inside the timed part.
 `server_capacity_per_s` is 1e6 / server CPU microseconds per insert: what one core of the server does
 when the client keeps up. Targets on a 2-core machine: >= 1,000 single and >= 5,000 batched inserts/s.
+`summary` puts side by side what the server can do, what came through the real client, and what the
+client library itself spends per insert: with client C and server S microseconds of CPU per insert, n
+cores cannot pass n * 1e6 / (C + S) inserts/s, whichever side is faster.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ BATCH_SIZES = (50, 1000)
 REPLAYED_BATCHES = 10
 CLIENT_PROCESSES = (1, 2, 3)
 PER_PROCESS_INSERTS = 5_000
+PER_PROCESS_SINGLES = 1_500
 
 _ids = itertools.count()
 _parallel_runs = itertools.count()  # each parallel run's client processes take their own id ranges
@@ -212,15 +216,29 @@ def batched_client(base_url: str, token: dict, size: int, count: int, first_id: 
             **{f"{phase}_us_per_insert": round(seconds / done * 1e6) for phase, seconds in split.items()}}
 
 
-def _parallel_batched(server_pid: int, base_url: str, token: dict, size: int, processes: int) -> dict:
-    """`processes` client processes (spawned: no state shared with this one) batching at once; the rate is
-    every insert over the span from the first start to the last end."""
+def single_client(base_url: str, token: dict, size: int, count: int, first_id: int, start=None) -> dict:
+    """One client process's single inserts, one after another (runs in a child process; `size` unused)."""
+    global _ids
+    _ids = itertools.count(first_id)
+    calendar = _calendar(base_url, Credentials(**token))
+    _insert(calendar, 1)  # the connection and the client's lazy imports, outside the timed part
+    if start is not None:
+        start.wait()
+    began, cpu = time.perf_counter(), time.process_time()
+    _insert(calendar, count)
+    return {"inserts": count, "began": began, "ended": time.perf_counter(), "cpu_s": time.process_time() - cpu}
+
+
+def _parallel_batched(server_pid: int, base_url: str, token: dict, size: int, processes: int,
+                      client=batched_client, per_process: int = PER_PROCESS_INSERTS) -> dict:
+    """`processes` client processes (spawned: no state shared with this one) inserting at once, each with
+    `client`; the rate is every insert over the span from the first start to the last end."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(processes) as pool:
         start = manager.Event()
         run = next(_parallel_runs)
-        pending = [pool.apply_async(batched_client, (base_url, token, size, PER_PROCESS_INSERTS,
-                                                     (1 + run * 4 + k) * 10**8, start)) for k in range(processes)]
+        pending = [pool.apply_async(client, (base_url, token, size, per_process,
+                                             (1 + run * 4 + k) * 10**8, start)) for k in range(processes)]
         time.sleep(0.5)  # let each child import and build its client before the gun
         server_cpu = _process_cpu_s(server_pid)
         start.set()
@@ -231,18 +249,55 @@ def _parallel_batched(server_pid: int, base_url: str, token: dict, size: int, pr
     figures = {"inserts_per_s": round(total / wall),
                "client_cpu_us_per_insert": round(sum(r["cpu_s"] for r in results) / total * 1e6)}
     for phase in ("build", "serialize", "parse"):
-        figures[f"client_{phase}_us_per_insert"] = round(sum(r[f"{phase}_us_per_insert"] for r in results) / processes)
+        if f"{phase}_us_per_insert" in results[0]:
+            figures[f"client_{phase}_us_per_insert"] = round(
+                sum(r[f"{phase}_us_per_insert"] for r in results) / processes)
     if server_cpu:
         figures["server_cpu_us_per_insert"] = round(server_cpu / total * 1e6)
         figures["server_capacity_per_s"] = round(total / server_cpu)
     return figures
 
 
+def _summary(figures: dict) -> dict:
+    """Where the ceiling is: the server's capacity per core next to what came through the real client, and
+    the client library's own CPU per insert."""
+    cores = os.cpu_count() or 1
+    single = figures["single_sequential"]
+    best_batched = max((v for k, v in figures.items() if k.startswith("batched_") and "_processes" in k),
+                       key=lambda v: v["inserts_per_s"])
+    # the slower of the replayed batch sizes, as the verdict takes it
+    batched_server_us = max(v["server_cpu_us_per_insert"] for k, v in figures.items() if k.endswith("_server_only"))
+
+    def ceiling(client_us: int, server_us: int) -> int:
+        return round(cores * 1e6 / (client_us + server_us))
+
+    return {
+        "server_capacity_per_s": {
+            "single": single.get("server_capacity_per_s"),
+            "batched": round(1e6 / batched_server_us),
+        },
+        "server_cpu_us_per_insert": {"single": single.get("server_cpu_us_per_insert"), "batched": batched_server_us},
+        "through_client_per_s": {k: v["inserts_per_s"] for k, v in figures.items()
+                                 if k.startswith(("single_", "batched_")) and not k.endswith("_server_only")},
+        "client_cpu_us_per_insert": {"single": single["client_cpu_us_per_insert"],
+                                     "batched": best_batched["client_cpu_us_per_insert"]},
+        "client_over_server_cpu": {
+            "single": round(single["client_cpu_us_per_insert"] / single["server_cpu_us_per_insert"], 1),
+            "batched": round(best_batched["client_cpu_us_per_insert"] / batched_server_us, 1),
+        },
+        f"ceiling_on_{cores}_cores_per_s": {
+            "single": ceiling(single["client_cpu_us_per_insert"], single["server_cpu_us_per_insert"]),
+            "batched": ceiling(best_batched["client_cpu_us_per_insert"], batched_server_us),
+        },
+    }
+
+
 def _verdicts(figures: dict) -> dict:
-    single = max(figures["single_sequential"]["inserts_per_s"], figures[f"single_{THREADS}_threads"]["inserts_per_s"])
-    through_client = max(v["inserts_per_s"] for k, v in figures.items() if k.startswith("batched_") and "_processes" in k)
+    single = max(v["inserts_per_s"] for k, v in figures.items() if k.startswith("single_"))
+    batched_runs = [v for k, v in figures.items() if k.startswith("batched_") and "_processes" in k]
+    through_client = max(v["inserts_per_s"] for v in batched_runs)
     capacity = min(v.get("server_capacity_per_s", 0) for k, v in figures.items() if k.endswith("_server_only"))
-    best = max((v for k, v in figures.items() if "_processes" in k), key=lambda v: v["inserts_per_s"])
+    best = max(batched_runs, key=lambda v: v["inserts_per_s"])
     client_us = best["client_cpu_us_per_insert"]
     cores = os.cpu_count() or 1
     return {
@@ -283,12 +338,17 @@ def run() -> dict:
         token = {"token": account["access_token"], "refresh_token": account["refresh_token"],
                  "token_uri": f"{base_url}/token", "client_id": account["client_id"],
                  "client_secret": account["client_secret"]}
+        for processes in CLIENT_PROCESSES:
+            figures[f"single_{processes}_processes"] = _parallel_batched(
+                server.pid, base_url, token, 1, processes, client=single_client, per_process=PER_PROCESS_SINGLES)
         for size in BATCH_SIZES:
             for processes in CLIENT_PROCESSES:
                 figures[f"batched_{size}_{processes}_processes"] = _parallel_batched(
                     server.pid, base_url, token, size, processes)
         figures["targets"] = {"single_inserts_per_s": 1_000, "batched_inserts_per_s": 5_000}
+        figures["summary"] = _summary(figures)
         figures["verdicts"] = _verdicts(figures)
+        figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
         return figures
 
 

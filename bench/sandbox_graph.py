@@ -3,7 +3,9 @@
 The sandbox runs as its own process (`python -m sandbox`), so client and server do not share a GIL. The
 token is app-only, taken by MSAL from the sandbox's identity endpoint over TLS (trusting the sandbox CA).
 Measured: single creates one after another on one requests.Session, single creates from a few threads
-(a Session each), and $batch requests of 20 creates (Graph's maximum), one after another.
+(a Session each), and $batch requests of 20 creates (Graph's maximum), one after another; each with the
+CPU the server and this client spent per create (`server_capacity_per_s` = 1e6 / server CPU us per
+create: what one server core does when the client keeps up; for $batch, per part).
 
 Baseline, in the same run: the same sequential creates against a bare FastAPI app on the same uvicorn
 that only echoes the body (`echo_app`), so that the ratio means the same on a fast or a busy machine.
@@ -23,6 +25,7 @@ import requests
 from fastapi import Body, FastAPI
 
 from bench._infra import free_port, service
+from bench.sandbox_calendar import _Meter
 
 SEQUENTIAL_CREATES = 1_000
 THREADS = 4
@@ -69,7 +72,7 @@ def _per_second(count: int, work) -> float:
     return round(count / (time.perf_counter() - started))
 
 
-def _threaded(events_url: str, token: str) -> float:
+def _threaded(events_url: str, token: str):
     per_thread = THREADED_CREATES // THREADS
 
     def work() -> None:
@@ -77,10 +80,10 @@ def _threaded(events_url: str, token: str) -> float:
             for done in [pool.submit(_create, events_url, token, per_thread) for _ in range(THREADS)]:
                 done.result()
 
-    return _per_second(per_thread * THREADS, work)
+    return work
 
 
-def _batched(base_url: str, user_id: str, token: str) -> float:
+def _batched(base_url: str, user_id: str, token: str):
     session = _session(token)
     bodies = [
         {"requests": [{"id": str(i), "method": "POST", "url": f"/users/{user_id}/events",
@@ -94,7 +97,7 @@ def _batched(base_url: str, user_id: str, token: str) -> float:
             if statuses != {201}:
                 raise RuntimeError(f"batched creates answered {statuses}")
 
-    return _per_second(BATCH_SIZE * len(bodies), work)
+    return work
 
 
 def echo_app():
@@ -127,7 +130,7 @@ def run() -> dict:
     base_url, identity_url = f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
     tls_dir = tempfile.mkdtemp(prefix="sandbox-tls-")
     env = {"SANDBOX_HTTP_PORT": str(http_port), "SANDBOX_HTTPS_PORT": str(https_port), "SANDBOX_TLS_DIR": tls_dir}
-    with service("sandbox", env, ready_url=f"{base_url}/_sandbox/counters"):
+    with service("sandbox", env, ready_url=f"{base_url}/_sandbox/counters") as server:
         user = httpx.post(f"{base_url}/_sandbox/accounts", json={"provider": "microsoft", "email": "bench@contoso.test"}).json()
         identity = requests.Session()
         identity.trust_env, identity.verify = False, str(Path(tls_dir) / "ca.pem")
@@ -138,18 +141,23 @@ def run() -> dict:
         token = app.acquire_token_for_client([SCOPE])["access_token"]
         events_url = f"{base_url}/v1.0/users/{user['id']}/events"
         _create(events_url, token, 50)  # warm up: imports, connections
+        meter = _Meter(server.pid)
         figures = {
-            "single_sequential_creates_per_s": _per_second(SEQUENTIAL_CREATES, lambda: _create(events_url, token, SEQUENTIAL_CREATES)),
-            f"single_creates_per_s_{THREADS}_threads": _threaded(events_url, token),
-            f"batched_creates_per_s_batch_{BATCH_SIZE}": _batched(base_url, user["id"], token),
+            "single_sequential": meter.measure(SEQUENTIAL_CREATES, lambda: _create(events_url, token, SEQUENTIAL_CREATES)),
+            f"single_{THREADS}_threads": meter.measure(THREADED_CREATES // THREADS * THREADS, _threaded(events_url, token)),
+            f"batched_{BATCH_SIZE}": meter.measure(BATCHED_CREATES // BATCH_SIZE * BATCH_SIZE,
+                                                  _batched(base_url, user["id"], token)),
         }
     baseline = _baseline_rate()
     figures["baseline_echo_posts_per_s"] = baseline
-    figures["sequential_ratio_to_baseline"] = round(figures["single_sequential_creates_per_s"] / baseline, 2)
-    single, batched = figures["single_sequential_creates_per_s"], figures[f"batched_creates_per_s_batch_{BATCH_SIZE}"]
+    figures["sequential_ratio_to_baseline"] = round(figures["single_sequential"]["inserts_per_s"] / baseline, 2)
+    single = max(figures["single_sequential"]["inserts_per_s"], figures[f"single_{THREADS}_threads"]["inserts_per_s"])
+    batched = figures[f"batched_{BATCH_SIZE}"]
     figures["verdicts"] = {
         "single": f"{'MET' if single >= 1_000 else 'NOT MET'}: {single}/s (target 1,000)",
-        "batched": f"{'MET' if batched >= 5_000 else 'NOT MET'}: {batched}/s in $batch of {BATCH_SIZE} (target 5,000)",
+        "batched": f"{'MET' if batched['inserts_per_s'] >= 5_000 else 'NOT MET'}: {batched['inserts_per_s']}/s in $batch"
+                   f" of {BATCH_SIZE} (target 5,000); one server core serves {batched.get('server_capacity_per_s')}/s,"
+                   f" the requests+json client spends {batched['client_cpu_us_per_insert']} us per create",
     }
     return figures
 

@@ -181,7 +181,7 @@ class Calls:
 
         collected = _Collector()
         try:
-            response = await self._serve(scope, receive, collected, admitted)
+            response = await self._serve(scope, receive, collected, admitted, body)
             if response is None:
                 return collected.answer()
             if isinstance(getattr(response, "body", None), bytes) and response.background is None:
@@ -199,24 +199,28 @@ class Calls:
         refusal = injected_error(status, rule, path) if status is not None and rule is not None else None
         return route, latency, refusal
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted) -> Response | None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted,
+                     body: bytes | None = None) -> Response | None:
         """Serve an admitted call: the Response of a direct handler (or the injected fault, or the quota's
         refusal) for the caller to send, None when the rest of the app answered through `send`. Quotas,
         off by default, cost one attribute read here; on, a call holds its concurrency slot (Graph's
         per-mailbox limit) until it is answered, injected latency included."""
         quotas = self.quotas
         if quotas is None or not quotas.active or admitted[2] is not None:
-            return await self._respond(scope, receive, send, admitted)
+            return await self._respond(scope, receive, send, admitted, body)
         refusal, slot = quotas.enter(scope)
         if refusal is not None:
             return refusal
         try:
-            return await self._respond(scope, receive, send, admitted)
+            return await self._respond(scope, receive, send, admitted, body)
         finally:
             if slot is not None:
                 quotas.leave(slot)
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, admitted) -> Response | None:
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, admitted,
+                       body: bytes | None = None) -> Response | None:
+        """A batch part's `body` is handed to the Request as already read (Starlette's own cache), so
+        reading it costs nothing."""
         route, latency, refusal = admitted
         if latency:
             await asyncio.sleep(latency)
@@ -227,6 +231,8 @@ class Calls:
             return None
         scope["path_params"], scope["endpoint"] = route.path_params, route.endpoint
         request = Request(scope, receive, send)
+        if body is not None:
+            request._body = body
         try:
             return await route.endpoint(request)
         except Exception as exc:

@@ -98,7 +98,9 @@ def _response_part(boundary: bytes, part: BatchPart, answer: Answer) -> bytes:
 
 def _with_outer(own: list[tuple[bytes, bytes]], outer: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """A part's headers, then the batch's headers it does not set itself."""
-    names = {name for name, _ in own}
+    if not outer:
+        return own
+    names = dict(own)  # built in C: a set comprehension here cost a few percent of a part
     return own + [(name, value) for name, value in outer if name not in names]
 
 

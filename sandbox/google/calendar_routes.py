@@ -2,14 +2,17 @@
 (https://developers.google.com/calendar/api/v3/reference).
 
 The hot path is kept lean: handlers are plain Starlette routes (no per-call dependency solving) and
-`async def` (they do no I/O, so no thread hop), and results are serialised with plain `json` into a
-`Response`, skipping FastAPI's encoder.
+`async def` (they do no I/O, so no thread hop), and bodies are parsed and results serialised with orjson
+straight into a `Response`, skipping FastAPI's encoder (the stdlib encoder was a tenth of a batched
+insert's server CPU). orjson is as strict as Google on input: NaN, Infinity and lone surrogates are
+parse errors.
 """
 from __future__ import annotations
 
 import json
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from sandbox.errors import google_error
@@ -25,14 +28,18 @@ JSON_TYPE = "application/json; charset=UTF-8"
 
 
 def json_response(body, status: int = 200) -> Response:
-    return Response(json.dumps(body).encode(), status, media_type=JSON_TYPE)
+    try:
+        content = orjson.dumps(body)
+    except TypeError:  # an integer past 64 bits that a client stored in a free-form field
+        content = json.dumps(body).encode()
+    return Response(content, status, media_type=JSON_TYPE)
 
 
 async def json_body(request: Request):
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
+        body = orjson.loads(raw) if raw else {}
+    except ValueError:  # orjson.JSONDecodeError is one
         body = None
     if not isinstance(body, dict):
         raise google_error(400, "parseError", "Parse Error")
@@ -93,11 +100,16 @@ def calendar_resource(entry: ListEntry) -> dict:
 
 def send_updates_param(request: Request) -> str | None:
     """sendUpdates, or the deprecated sendNotifications it replaced (true = all, false = none)."""
-    if b"send" not in request.scope["query_string"]:  # most calls: skip parsing the query string
+    query = request.scope["query_string"]
+    if b"send" not in query:  # most calls: skip parsing the query string
         return None
-    value = request.query_params.get("sendUpdates")
-    if value is None and "sendNotifications" in request.query_params:
-        value = "all" if request.query_params["sendNotifications"] == "true" else "none"
+    if b"%" in query or b"+" in query:
+        params = request.query_params
+    else:  # nothing to unquote: the last value of each name, as query_params gives it, at a fraction of its cost
+        params = dict(pair.partition("=")[::2] for pair in query.decode("latin-1").split("&") if pair)
+    value = params.get("sendUpdates")
+    if value is None and "sendNotifications" in params:
+        value = "all" if params["sendNotifications"] == "true" else "none"
     return value
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response
+import orjson
+from fastapi import APIRouter, Request, Response
 
 from sandbox.dispatch import SCOPE_KEY, Answer
 from sandbox.errors import graph_error
+from sandbox.microsoft.graph_common import json_object
 
 BATCH_MAX = 20
 
@@ -74,7 +74,7 @@ def _content(item: dict) -> bytes | None:
         return None
     if isinstance(body, str):  # a non-JSON body travels base64-encoded
         return base64.b64decode(body)
-    return json.dumps(body).encode()
+    return orjson.dumps(body)
 
 
 _ANSWERED_HEADERS = {b"content-type": "Content-Type", b"retry-after": "Retry-After", b"location": "Location",
@@ -88,7 +88,7 @@ def _answer(item_id: str, answer: Answer) -> dict:
             item["headers"][_ANSWERED_HEADERS[name]] = value.decode("latin-1")
     if answer.body:
         if "json" in item["headers"].get("Content-Type", ""):
-            item["body"] = json.loads(answer.body)
+            item["body"] = orjson.loads(answer.body)
         else:
             item["body"] = base64.b64encode(answer.body).decode()
     return item
@@ -113,11 +113,10 @@ def _headers(item: dict, authorization: bytes | None) -> list[tuple[bytes, bytes
 def router(sandbox) -> APIRouter:
     api = APIRouter(prefix="/v1.0", tags=["graph batch"])
     backend_error = Answer(500, [(b"content-type", b"application/json")],
-                           json.dumps({"error": {"code": "InternalServerError", "message": "Internal error."}}).encode())
+                           orjson.dumps({"error": {"code": "InternalServerError", "message": "Internal error."}}))
 
-    @api.post("/$batch")
-    async def batch(request: Request, body: Annotated[dict, Body()]) -> Response:
-        by_id = _check(body.get("requests"))
+    async def batch(request: Request) -> Response:
+        by_id = _check((await json_object(request)).get("requests"))
         calls = request.scope[SCOPE_KEY]
         authorization = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
         results: dict[str, asyncio.Future] = {key: asyncio.get_running_loop().create_future() for key in by_id}
@@ -139,6 +138,8 @@ def router(sandbox) -> APIRouter:
 
         await asyncio.gather(*(run(key, item) for key, item in by_id.items()))
         # Serialised here: FastAPI's encoder walks every value of every answer and costs more than the calls.
-        return Response(json.dumps({"responses": answers}).encode(), media_type="application/json")
+        return Response(orjson.dumps({"responses": answers}), media_type="application/json")
 
+    # A plain route, as Google's batch endpoint: no dependency solving, served by the direct dispatch step.
+    api.add_route(api.prefix + "/$batch", batch, methods=["POST"], include_in_schema=False)
     return api

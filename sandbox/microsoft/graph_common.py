@@ -7,10 +7,32 @@ import datetime as dt
 import json
 import re
 
-from fastapi import Request
+import orjson
+from fastapi import Request, Response
 
 from sandbox.errors import graph_error
 from sandbox.microsoft import event_model
+
+
+def json_answer(body, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON answer serialised by orjson: the bytes Starlette's JSONResponse makes (compact, UTF-8), at a
+    fraction of the cost, for the routes on the hot path (event creates, $batch)."""
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+async def json_object(request: Request) -> dict:
+    """The request's JSON object, for a plain route; 400 BadRequest otherwise, in the words the app's
+    validation handler uses for a FastAPI `Body()` dict, so a route reads the same either way."""
+    raw = await request.body()
+    if not raw:
+        raise graph_error(400, "BadRequest", "Invalid value at 'body': Field required")
+    try:
+        body = orjson.loads(raw)
+    except ValueError:
+        raise graph_error(400, "BadRequest", "Invalid value at 'body': JSON decode error") from None
+    if not isinstance(body, dict):
+        raise graph_error(400, "BadRequest", "Invalid value at 'body': Input should be a valid dictionary")
+    return body
 
 
 def base_url(request: Request) -> str:
