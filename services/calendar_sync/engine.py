@@ -101,6 +101,7 @@ class CalendarEngine:
             await self.crm.command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
                                                                             record_id=change.record_id),
                                 f"delete:{change.record_id}")
+            await self.backlog.drop(taken[0])  # its kept occurrences go with it
         elif taken is not None:  # the CRM created the event we asked for: now both ids are known
             pending = taken[0]
             log.debug("crm creation linked", scope=pending.scope, provider_id=pending.provider_id,

@@ -91,6 +91,10 @@ class SeriesBacklog:
                      series_id=remote.series_id, provider_id=remote.provider_id)
         return bool(kept)
 
+    async def drop(self, pending: PendingCreation) -> None:
+        """The series was deleted at the provider before its CRM record was linked: nothing to replay."""
+        await self.redis.delete(self._backlog(pending.scope, pending.provider_id))
+
     async def replay(self, pending: PendingCreation, series: EventMapping) -> None:
         """The series' CRM record is linked: apply what was kept for it. Read, applied, then dropped: a crash
         in between replays it again, and the keyed commands write once."""
