@@ -14,18 +14,11 @@ from schemas import ChangeSource, CrmChange, CrmCommand, CrmModule, CrmOp, Direc
 from services.calendar_sync.engine import CalendarEngine
 from services.calendar_sync.ports import ProviderEvent
 from services.calendar_sync.series_backlog import SeriesBacklog
-from services.common.state import connect
+from tests.integration.test_google_calendar_adapter import redis  # noqa: F401  (the real Redis, a client per test)
 from tests.unit.test_calendar_rules import config
 from tests.unit.test_calendar_rules_series import SERIES, cancelled, edited, week
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def sent() -> list[CrmCommand]:
 
 
 @pytest.fixture
-def engine(redis, sent) -> CalendarEngine:
+def engine(redis, sent) -> CalendarEngine:  # noqa: F811
     async def publish(command: CrmCommand) -> None:
         sent.append(command)
 
@@ -62,7 +55,7 @@ async def test_occurrences_of_a_series_not_being_created_are_applied_at_once(eng
 
 
 async def test_kept_occurrences_become_one_exdate_update_and_exceptions_of_the_linked_series(
-        engine, redis, settings, sent):
+        engine, redis, settings, sent):  # noqa: F811
     assert await engine.apply_provider_event(settings, None, ProviderEvent("master", SERIES), "ann@x.com") == "pulled"
     [series_creation] = sent
     for remote in (cancelled("master_1", 1), edited("master_2", 2), cancelled("master_1", 1),
@@ -87,7 +80,7 @@ async def test_kept_occurrences_become_one_exdate_update_and_exceptions_of_the_l
     assert await engine.apply_provider_event(settings, None, cancelled("master_0", 0), "ann@x.com") == "pulled"
 
 
-async def test_a_series_deleted_before_its_echo_drops_what_was_kept(engine, redis, settings, sent):
+async def test_a_series_deleted_before_its_echo_drops_what_was_kept(engine, redis, settings, sent):  # noqa: F811
     await engine.apply_provider_event(settings, None, ProviderEvent("master", SERIES), "ann@x.com")
     await engine.apply_provider_event(settings, None, edited("master_2", 2), "ann@x.com")
     assert await engine.apply_provider_event(settings, None, ProviderEvent("master", None), "ann@x.com") == "deleted"
