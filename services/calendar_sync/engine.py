@@ -26,7 +26,7 @@ from schemas import (
     IntegrationConfig,
     UpsertRecord,
 )
-from services.calendar_sync import mapping, rules
+from services.calendar_sync import mapping, rules, rules_series
 from services.calendar_sync.crm_writes import (
     CORRELATION_PREFIX,
     CommandPublisher,
@@ -40,6 +40,7 @@ from services.calendar_sync.model import (
     with_exception_date,
 )
 from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
+from services.calendar_sync.series_backlog import SeriesBacklog
 from services.calendar_sync.store import (
     CrmIndex,
     EventMapping,
@@ -81,6 +82,7 @@ class CalendarEngine:
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
         self.crm = CrmWrites(redis, publish_command, self.index, self.now)
         self.whole = WholeCalendar(self)
+        self.backlog = SeriesBacklog(self)
 
     # --- the CRM's side ---------------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class CalendarEngine:
             await self.crm.command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
                                                                             record_id=change.record_id),
                                 f"delete:{change.record_id}")
+            await self.backlog.drop(taken[0])  # its kept occurrences go with it
         elif taken is not None:  # the CRM created the event we asked for: now both ids are known
             pending = taken[0]
             log.debug("crm creation linked", scope=pending.scope, provider_id=pending.provider_id,
@@ -106,11 +109,12 @@ class CalendarEngine:
             maps = MappingStore(self.redis, pending.scope)
             previous = await maps.by_crm_id(change.record_id)
             crm_event = mapping.crm_to_canonical(change.fields).event
-            await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
-                                         crm_event.fingerprint() if crm_event else None,
-                                         pending.provider_fingerprint, pending.etag,
-                                         crm_modified_at=change.modified_at.isoformat(),
-                                         provider_snapshot=pending.snapshot), previous)
+            linked = await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
+                                                  crm_event.fingerprint() if crm_event else None,
+                                                  pending.provider_fingerprint, pending.etag,
+                                                  crm_modified_at=change.modified_at.isoformat(),
+                                                  provider_snapshot=pending.snapshot), previous)
+            await self.backlog.replay(pending, linked)  # its occurrences that came before its id
         return CrmObservation(echo=True, owners=owners)
 
     async def push_crm_change(self, config: IntegrationConfig, change: CrmChange,
@@ -203,7 +207,7 @@ class CalendarEngine:
         while True:
             page = await provider.list_changes(cursor, config.caps.initial_window_days,
                                                config.caps.incremental_page_cap, page_token)
-            for remote in page.events:
+            for remote in rules_series.masters_first(page.events):
                 outcome = await self.apply_provider_event(config, provider, remote, own_address)
                 pulled += outcome == "pulled"
                 deleted += outcome == "deleted"
@@ -283,6 +287,8 @@ class CalendarEngine:
         `find_exception`: the cancelled occurrence came without an id we know (Graph names no cancelled
         instance), so a CRM exception at that date is looked for, and goes with it."""
         series = await maps.by_provider_id(remote.series_id)
+        if series is None and await self.backlog.keep(config, remote):
+            return "deferred"  # the series' CRM record is being created: excluded once it is linked
         if series is None or series.snapshot is None or remote.original_start is None:
             return None
         target = with_exception_date(series.snapshot, remote.original_start)
@@ -365,6 +371,8 @@ class CalendarEngine:
         fields = mapping.canonical_to_crm(event)
         if remote.series_id:
             fields |= await self._series_fields(maps, remote)
+            if fields["Series_Id"] is None and await self.backlog.keep(config, remote):
+                return "deferred"  # the series' CRM record is being created: created once it is linked
         if meeting:
             external_ref = f"meeting:{_digest(meeting)}"
             owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id)
@@ -378,6 +386,10 @@ class CalendarEngine:
         action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
         await self.crm.send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
         return "pulled"
+
+    async def create_exception(self, config, remote: ProviderEvent, maps: MappingStore) -> str:
+        """An exception of a series now linked, kept while the series' CRM record was being created."""
+        return await self._link_or_create(config, remote, "", maps)  # no address: an exception is no meeting
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Per user integration (`org:user:integration`, "scope" below):
   calcursor:<scope>                  the sync token / delta link
   calwatch:<scope>                   the open push channel (id, resource, expiry, secret)
   calpending:<correlation id>        a CRM creation we asked for: which provider event it is for
+  calseriesbacklog:<digest>          a series' occurrences waiting for its CRM record (series_backlog.py)
   calconflicts:<scope>               the last clashes of the three-way merge (newest first, capped)
 Per org:
   calsettings:<org>                  the org's calendar settings (OrgCalendarSettings)
@@ -221,6 +222,12 @@ class PendingCreations:
     @staticmethod
     def _for(scope: str, provider_id: str) -> str:
         return key("calpendingfor", _digest(f"{scope}\x1f{provider_id}"))
+
+    @staticmethod
+    def marker(scope: str, provider_id: str) -> str:
+        """The key that exists while this provider event's CRM creation is on its way (series_backlog.py
+        keeps a series' occurrences only then, checked atomically with it)."""
+        return PendingCreations._for(scope, provider_id)
 
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
         data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}

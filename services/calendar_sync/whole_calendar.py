@@ -8,7 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from schemas import Direction, IntegrationConfig
-from services.calendar_sync import mapping, rules
+from services.calendar_sync import mapping, rules, rules_series
 from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.ports import CalendarProvider, ProviderEvent
 from services.calendar_sync.store import EventMapping, MappingStore, ScopeState
@@ -40,7 +40,7 @@ class WholeCalendar:
         while True:
             page = await provider.list_changes(None, config.caps.initial_window_days,
                                                config.caps.incremental_page_cap, page_token)
-            for remote in page.events:
+            for remote in rules_series.masters_first(page.events):
                 if seen >= config.caps.initial_max_items:
                     break
                 seen += 1

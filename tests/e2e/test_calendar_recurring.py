@@ -2,9 +2,13 @@
 EXDATE of the CRM's series; an occurrence modified in Google becomes its own CRM event tied to the series
 (Series_Id, Original_Start), and later CRM edits of it reach that occurrence, not the series.
 """
+import datetime as dt
+
 import pytest
 
 from tests.e2e import test_calendar_google as google
+from tests.e2e.test_calendar_microsoft import BERLIN
+from tests.e2e.test_calendar_microsoft_robustness import next_monday
 from tests.fixtures.net import wait_for
 from tests.support.factories import unique_org
 
@@ -93,3 +97,39 @@ def test_a_first_sync_writes_a_crm_exception_over_its_occurrence(calendar_stack)
         num_retries=google.RETRIES)["items"]
     assert [o["summary"] for o in occurrences] == ["Weekly review", "Review, later", "Weekly review", "Weekly review"]
     assert len(ann.events()) == 2, "the exception is the series' occurrence, not an event of its own"
+
+
+def test_a_first_sync_brings_a_series_with_its_cancelled_and_edited_occurrences(calendar_stack):
+    """The twin of the Microsoft test: a series cancelled and edited in Google before the first sync. Its
+    occurrences reach the engine while the series' CRM record is still being created; they wait for its
+    id, then the EXDATE joins the series and the exception is tied to it (not created with no Series_Id)."""
+    stack = calendar_stack
+    org = unique_org()
+    ann = stack.connect_google(org, "ann", f"ann.{org}@example.com")
+    first = dt.datetime.combine(next_monday(14), dt.time(10), BERLIN)
+    master = ann.calendar.events().insert(calendarId="primary", body={
+        "summary": "Weekly review", "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"],
+        "start": {"dateTime": first.isoformat(), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": (first + dt.timedelta(hours=1)).isoformat(), "timeZone": "Europe/Berlin"},
+    }).execute(num_retries=google.RETRIES)
+    instances = ann.calendar.events().instances(calendarId="primary", eventId=master["id"]).execute(
+        num_retries=google.RETRIES)["items"]
+    assert len(instances) == 4
+    ann.calendar.events().delete(calendarId="primary", eventId=instances[1]["id"]).execute(num_retries=google.RETRIES)
+    ann.calendar.events().patch(calendarId="primary", eventId=instances[2]["id"],
+                                body={"summary": "Review, moved"}).execute(num_retries=google.RETRIES)
+    stack.configure(org, "ann", "google_calendar", direction="two_way")
+    stack.wait_synced(org, "ann", "google_calendar")
+
+    def series() -> dict | None:
+        return next((r for r in stack.crm.records(org) if r["fields"].get("Recurrence")), None)
+
+    record = wait_for(series, 45, what=f"the series in the CRM; {stack.worker_log()}")
+    wait_for(lambda: len(stack.crm.records(org)) == 2, 45, what=f"the exception in the CRM; {stack.worker_log()}")
+    [exception] = [r for r in stack.crm.records(org) if r["id"] != record["id"]]
+    assert exception["fields"]["Event_Title"] == "Review, moved"
+    assert exception["fields"]["Series_Id"] == record["id"]
+    cancelled = f"EXDATE:{(first + dt.timedelta(weeks=1)).astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+    wait_for(lambda: cancelled in google.crm_record(stack, org, record["id"])["fields"]["Recurrence"], 45,
+             what=f"the cancelled occurrence as an EXDATE of the CRM's series; {stack.worker_log()}")
+    assert len(stack.crm.records(org)) == 2, "the series and its exception: nothing created twice"
