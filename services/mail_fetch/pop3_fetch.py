@@ -73,7 +73,7 @@ class Pop3Fetcher:
     async def _fetch_new(self, config: IntegrationConfig, box: Pop3Mailbox, session: Pop3Session,
                          stopping: threading.Event) -> int:
         mailbox = MailboxRef(config.org_id, config.user_id, pop3_mailbox_name(box), config.mailbox_mode)
-        seen = SeenMessages(self.redis, config.org_id, config.user_id, f"pop3:{box.host}:{box.port}:{box.username}")
+        seen = SeenMessages.of(self.redis, config)
         listing = await asyncio.to_thread(session.uidls)
         unseen = set(await seen.unseen([uid for _, uid in listing]))
         if box.delete_after_fetch:
