@@ -54,9 +54,9 @@ class ParsedMessage:
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
-    if not raw or not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): that copies a 25 MB message to test it
         raise PermanentError("empty message")
-    if not _HEADER_LINE.search(raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]):
+    if not _HEADER_LINE.search(raw, 0, _header_block_end(raw)):
         raise PermanentError("not an RFC 2822 message: no header line before the body")
     msg = read_message(raw)
     headers = header_index(msg)
@@ -80,6 +80,12 @@ def parse_message(raw: bytes) -> ParsedMessage:
         attachments=tuple(attachments),
         defects=defects,
     )
+
+
+def _header_block_end(raw: bytes) -> int:
+    """Where the first empty line (LF LF or CRLF CRLF) starts, or the end: found, not split off."""
+    ends = [found for found in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n")) if found >= 0]
+    return min(ends) if ends else len(raw)
 
 
 def generated_message_id(raw: bytes) -> str:
