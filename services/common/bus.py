@@ -98,7 +98,11 @@ class Bus:
         same partition whichever way it is sent. Concurrent calls are grouped (GroupedSends): one
         goes out at a time and takes along those queued behind it.
         """
-        records = [(key.encode() if key else None, message.to_bytes()) for key, message in items]
+        return await self.publish_encoded(topic, [(key.encode() if key else None, message.to_bytes())
+                                                  for key, message in items])
+
+    async def publish_encoded(self, topic: str, records: Records) -> int:
+        """publish_many for values already encoded: for a hot path that builds a schema's JSON itself."""
         return await self._groups.send(topic, records)
 
     async def _send_records(self, topic: str, records: Records) -> None:
