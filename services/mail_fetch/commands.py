@@ -68,14 +68,13 @@ def command_values(fields: dict, records: list[RecordRef], mailbox: MailboxRef, 
     """What CrmCommand holds for each record, from a message's fields (message_fields, or kept ones
     being re-linked): every field, in the schema's order, as the model would hold it."""
     return [
-        _in_schema_order(CrmCommand, {
-            "org_id": mailbox.org_id,
-            "idempotency_key": idempotency_key(mailbox, key, record),
-            "correlation_id": str(uuid.uuid4()),
-            "issued_by": ISSUED_BY,
-            "issued_at": now,
-            "action": _in_schema_order(AttachEmail, {"module": record.module, "record_id": record.record_id, **fields}),
-        })
+        {**_COMMAND_TEMPLATE,
+         "org_id": mailbox.org_id,
+         "idempotency_key": idempotency_key(mailbox, key, record),
+         "correlation_id": str(uuid.uuid4()),
+         "issued_by": ISSUED_BY,
+         "issued_at": now,
+         "action": {**_ACTION_TEMPLATE, "module": record.module, "record_id": record.record_id, **fields}}
         for record in records
     ]
 
@@ -93,10 +92,19 @@ def encoded_attach_commands(fields: dict, records: list[RecordRef], mailbox: Mai
     return [to_json(values) for values in command_values(fields, records, mailbox, key, now)]
 
 
-def _in_schema_order(model: type, values: dict) -> dict:
-    """The values with the model's defaults filled in, in its field order (which its JSON follows)."""
-    return {name: values[name] if name in values else field.get_default(call_default_factory=True)
+class _Unset:
+    """A required field nobody filled in: pydantic's serialiser refuses it, so it cannot go out unnoticed."""
+
+
+def _schema_template(model: type) -> dict:
+    """Every field of the model in its order (which its JSON follows), with its default where it has a
+    plain one: filled in by a dict update, which keeps that order."""
+    return {name: _Unset if field.is_required() or field.default_factory else field.default
             for name, field in model.model_fields.items()}
+
+
+_COMMAND_TEMPLATE = _schema_template(CrmCommand)
+_ACTION_TEMPLATE = _schema_template(AttachEmail)
 
 
 def attach_email_commands(

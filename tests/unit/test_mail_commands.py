@@ -4,7 +4,7 @@ held to be exactly what the validated CrmCommand serialises to, so the schema's 
 import datetime as dt
 
 import pytest
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from schemas import CrmCommand, CrmModule
 from services.common.retry import PermanentError
@@ -68,3 +68,11 @@ def test_encoded_and_validated_commands_say_the_same_but_for_their_correlation_i
            [c.model_copy(update={"correlation_id": ""}) for c in validated]
     assert len({c.correlation_id for c in encoded + validated}) == 2 * len(RECORDS)  # each its own
     assert [c.action.record_id for c in encoded] == ["L-1.a", "C_2@x", "D3"]
+
+
+def test_a_command_missing_a_required_field_is_refused_not_published():
+    message = parse_message(CORPUS[0])
+    fields = message_fields(message, MAILBOXES[0], message.message_id)
+    del fields["mailbox"]
+    with pytest.raises(PydanticSerializationError):
+        encoded_attach_commands(fields, RECORDS, MAILBOXES[0], "k", NOW)
