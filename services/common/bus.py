@@ -108,8 +108,11 @@ class Bus:
     async def _send_records(self, topic: str, records: Records) -> None:
         partitions = sorted(await self._producer.partitions_for(topic))
         by_partition: dict[int, Records] = {}
+        chosen: dict[bytes | None, int] = {}  # murmur2 is pure Python: once per key, and a batch repeats keys
         for raw_key, value in records:
-            partition = self._partitioner(raw_key, partitions, partitions)
+            partition = chosen.get(raw_key)
+            if partition is None or raw_key is None:  # a keyless record goes to a random partition each time
+                partition = chosen[raw_key] = self._partitioner(raw_key, partitions, partitions)
             by_partition.setdefault(partition, []).append((raw_key, value))
         futures = []
         for partition, in_partition in by_partition.items():
