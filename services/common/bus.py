@@ -98,14 +98,21 @@ class Bus:
         same partition whichever way it is sent. Concurrent calls are grouped (GroupedSends): one
         goes out at a time and takes along those queued behind it.
         """
-        records = [(key.encode() if key else None, message.to_bytes()) for key, message in items]
+        return await self.publish_encoded(topic, [(key.encode() if key else None, message.to_bytes())
+                                                  for key, message in items])
+
+    async def publish_encoded(self, topic: str, records: Records) -> int:
+        """publish_many for values already encoded: for a hot path that builds a schema's JSON itself."""
         return await self._groups.send(topic, records)
 
     async def _send_records(self, topic: str, records: Records) -> None:
         partitions = sorted(await self._producer.partitions_for(topic))
         by_partition: dict[int, Records] = {}
+        chosen: dict[bytes | None, int] = {}  # murmur2 is pure Python: once per key, and a batch repeats keys
         for raw_key, value in records:
-            partition = self._partitioner(raw_key, partitions, partitions)
+            partition = chosen.get(raw_key)
+            if partition is None or raw_key is None:  # a keyless record goes to a random partition each time
+                partition = chosen[raw_key] = self._partitioner(raw_key, partitions, partitions)
             by_partition.setdefault(partition, []).append((raw_key, value))
         futures = []
         for partition, in_partition in by_partition.items():

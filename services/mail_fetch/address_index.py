@@ -14,6 +14,7 @@ it, whichever partitions it owns, so it lives in Redis rather than in a worker's
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
@@ -132,6 +133,9 @@ class AddressIndex:
         return links, {contact: sorted(ids) for contact, ids in zip(contacts, deals) if ids}
 
 
+@functools.lru_cache(maxsize=16_384)
 def _link(field: str, since: str) -> AddressLink:
+    """An index entry as a link; cached (links are immutable), as a batch looks up the same few records
+    again and again."""
     module, _, record_id = field.partition("/")
     return AddressLink(RecordRef(CrmModule(module), record_id), dt.datetime.fromisoformat(since) if since else None)

@@ -1,10 +1,21 @@
-"""The writeback: one `attach_email` CrmCommand per matched record, with a key the CRM applies once."""
+"""The writeback: one `attach_email` CrmCommand per matched record, with a key the CRM applies once.
+
+The commands of fetched mail are built as the schema's JSON directly (encoded_attach_commands): what
+goes into them is already of the schema's types and bounds (parsed here, or validated where it came
+in: record ids from crm.changes, owner and mailbox from the configuration), and validating two models
+per command and serialising them again was a third of the worker's CPU per message. A unit test holds
+the encoded bytes equal to the validated models' over a corpus of real-world and broken mail
+(test_mail_commands.py).
+"""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import Literal
+
+from pydantic_core import to_json
 
 from schemas import AttachEmail, CrmCommand
 from services.mail_fetch.matching import RecordRef
@@ -52,19 +63,48 @@ def message_fields(message: ParsedMessage, mailbox: MailboxRef, thread: str) -> 
     }
 
 
-def attach_commands(fields: dict, records: list[RecordRef], mailbox: MailboxRef, key: str,
-                    now: dt.datetime) -> list[CrmCommand]:
-    """One command per record from a message's fields (message_fields, or kept ones being re-linked)."""
+def command_values(fields: dict, records: list[RecordRef], mailbox: MailboxRef, key: str,
+                   now: dt.datetime) -> list[dict]:
+    """What CrmCommand holds for each record, from a message's fields (message_fields, or kept ones
+    being re-linked): every field, in the schema's order, as the model would hold it."""
     return [
-        CrmCommand(
-            org_id=mailbox.org_id,
-            idempotency_key=idempotency_key(mailbox, key, record),
-            issued_by=ISSUED_BY,
-            issued_at=now,
-            action=AttachEmail(module=record.module, record_id=record.record_id, **fields),
-        )
+        {**_COMMAND_TEMPLATE,
+         "org_id": mailbox.org_id,
+         "idempotency_key": idempotency_key(mailbox, key, record),
+         "correlation_id": str(uuid.uuid4()),
+         "issued_by": ISSUED_BY,
+         "issued_at": now,
+         "action": {**_ACTION_TEMPLATE, "module": record.module, "record_id": record.record_id, **fields}}
         for record in records
     ]
+
+
+def attach_commands(fields: dict, records: list[RecordRef], mailbox: MailboxRef, key: str,
+                    now: dt.datetime) -> list[CrmCommand]:
+    """One validated command per record."""
+    return [CrmCommand.model_validate(values) for values in command_values(fields, records, mailbox, key, now)]
+
+
+def encoded_attach_commands(fields: dict, records: list[RecordRef], mailbox: MailboxRef, key: str,
+                            now: dt.datetime) -> list[bytes]:
+    """attach_commands(...)'s to_bytes(), without building and validating the models: pydantic's own
+    serialiser on the same values gives the same bytes."""
+    return [to_json(values) for values in command_values(fields, records, mailbox, key, now)]
+
+
+class _Unset:
+    """A required field nobody filled in: pydantic's serialiser refuses it, so it cannot go out unnoticed."""
+
+
+def _schema_template(model: type) -> dict:
+    """Every field of the model in its order (which its JSON follows), with its default where it has a
+    plain one: filled in by a dict update, which keeps that order."""
+    return {name: _Unset if field.is_required() or field.default_factory else field.default
+            for name, field in model.model_fields.items()}
+
+
+_COMMAND_TEMPLATE = _schema_template(CrmCommand)
+_ACTION_TEMPLATE = _schema_template(AttachEmail)
 
 
 def attach_email_commands(

@@ -9,12 +9,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas import CrmCommand, DeadLetter
+from schemas import DeadLetter
 from schemas.base import Message
+from services.common.bus import Records
 from services.common.retry import PermanentError
 from services.common.topics import CRM_COMMANDS, TopicSpec
 from services.mail_fetch.address_index import AddressIndex
-from services.mail_fetch.commands import MailboxRef, attach_commands, message_fields, message_key
+from services.mail_fetch.commands import MailboxRef, encoded_attach_commands, message_fields, message_key
 from services.mail_fetch.kept_mail import KeptMail, KeptMessage
 from services.mail_fetch.mail_state import ThreadStore
 from services.mail_fetch.matching import records_for_message
@@ -47,7 +48,7 @@ class DeliveryReport:
 
 class Publisher(Protocol):
     async def publish(self, topic: str, key: str | None, message: Message | None) -> None: ...
-    async def publish_many(self, topic: str, items) -> int: ...
+    async def publish_encoded(self, topic: str, records: Records) -> int: ...
 
 
 class MessageSink:
@@ -77,7 +78,8 @@ class MessageSink:
         relink = await self.settings.relinks(org)
         known = await self.threads.known(org, [i for _, m in parsed for i in (*ancestor_ids(m), m.message_id)])
         now = dt.datetime.now(dt.UTC)
-        commands: list[CrmCommand] = []
+        commands: Records = []
+        org_key = org.encode()  # CrmCommand.org_id, the commands' Kafka key
         placed: dict[str, str] = {}
         kept: list[tuple[KeptMessage, list[str], dt.datetime]] = []
         for item, message in parsed:
@@ -91,11 +93,11 @@ class MessageSink:
                 continue
             fields = message_fields(message, mailbox, thread)
             key = message_key(message, item.gmail_id)
-            commands += attach_commands(fields, records, mailbox, key, now)
+            commands += [(org_key, value) for value in encoded_attach_commands(fields, records, mailbox, key, now)]
             if relink:
                 kept.append((KeptMessage(mailbox, key, fields), message.parties, when))
         if commands:
-            await self.publisher.publish_many(CRM_COMMANDS.name, [(c.org_id, c) for c in commands])
+            await self.publisher.publish_encoded(CRM_COMMANDS.name, commands)
         await self.threads.remember(org, placed)
         await self.kept.keep(org, kept)
         report.commands = len(commands)

@@ -57,6 +57,9 @@ class MailboxFleet:
             heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
             max_poll_interval_ms=settings.consumer_max_poll_interval_ms,
             rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+            # aiokafka's default is 500 ms, which Tansu waits out even when a record arrives: a new
+            # mailbox configuration (or a Gmail push) reached its poller up to half a second late
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         )
         await self._consumer.start()
         self._consumer.subscribe(list(self._handlers), listener=_Rebalance(self))

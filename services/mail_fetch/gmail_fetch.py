@@ -122,7 +122,7 @@ class GmailFetcher:
     async def _deliver(self, client: GmailClient, config: IntegrationConfig, ids: list[str], stopping) -> int:
         box: GmailMailbox = config.mailbox
         mailbox = MailboxRef(config.org_id, config.user_id, box.address, config.mailbox_mode)
-        seen = SeenMessages(self.redis, config.org_id, config.user_id, f"gmail:{box.address.lower()}")
+        seen = SeenMessages.of(self.redis, config)
         todo = await seen.unseen(ids)
         delivered = 0
         for start in range(0, len(todo), BATCH_SIZE * 2):

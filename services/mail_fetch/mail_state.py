@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from schemas import GmailMailbox, IntegrationConfig
 from services.common.state import key
 from services.mail_fetch.redis_bulk import RedisBulk
 
@@ -27,9 +28,17 @@ def _digest(text: str) -> str:
 class SeenMessages:
     """The per-mailbox set of message ids (UIDL or Gmail id) whose commands are on the bus."""
 
-    def __init__(self, redis: aioredis.Redis, org_id: str, user_id: str, source: str):
+    def __init__(self, redis: aioredis.Redis | None, org_id: str, user_id: str, source: str):
         self.redis = redis
         self.key = key("mailseen", org_id, user_id, _digest(source))
+
+    @classmethod
+    def of(cls, redis: aioredis.Redis | None, config: IntegrationConfig) -> SeenMessages:
+        """The seen-set of a configured mailbox (redis None: only to name its key, as the bench does)."""
+        box = config.mailbox
+        source = (f"gmail:{box.address.lower()}" if isinstance(box, GmailMailbox)
+                  else f"pop3:{box.host}:{box.port}:{box.username}")
+        return cls(redis, config.org_id, config.user_id, source)
 
     async def unseen(self, ids: list[str]) -> list[str]:
         if not ids:

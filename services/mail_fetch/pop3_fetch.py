@@ -13,6 +13,7 @@ import asyncio
 import functools
 import ssl
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio as aioredis
 
@@ -26,6 +27,10 @@ from services.providers.pop3 import PIPELINE_WINDOW, Pop3Account, Pop3AuthError,
 
 BATCH_MESSAGES = 100
 BATCH_BYTES = 32 * 1024 * 1024
+# poplib blocks, so each session's calls run in a thread. Not asyncio's default pool (a few threads for
+# the whole worker): a login takes the server a process or two to start, and with every thread in
+# logins no mailbox already open could RETR; 20 mailboxes at once spent their first seconds so.
+SESSION_THREADS = 32
 
 
 def pop3_mailbox_name(mailbox: Pop3Mailbox) -> str:
@@ -40,6 +45,11 @@ class Pop3Fetcher:
         self.secrets = secrets
         self.tls_context = tls_context
         self.batch_messages = batch_messages
+        self._threads = ThreadPoolExecutor(SESSION_THREADS, thread_name_prefix="pop3")
+
+    async def _blocking(self, call, *args):
+        """A blocking session call, in one of the POP3 threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(call, *args))
 
     async def fetch(self, config: IntegrationConfig, stopping: threading.Event) -> int:
         """Fetch what is new; returns how many messages were delivered."""
@@ -51,15 +61,15 @@ class Pop3Fetcher:
         session = Pop3Session(Pop3Account(box.host, box.port, box.security, box.username, password),
                               self._trust() if box.security != "none" else None)
         try:
-            await asyncio.to_thread(session.open)
+            await self._blocking(session.open)
         except Pop3AuthError as exc:
             raise MailboxAuthFailed(str(exc)) from exc
         try:
             delivered = await self._fetch_new(config, box, session, stopping)
         except BaseException:
-            await asyncio.to_thread(session.abort)
+            await self._blocking(session.abort)
             raise
-        await asyncio.to_thread(session.quit)
+        await self._blocking(session.quit)
         return delivered
 
     async def release(self, config: IntegrationConfig) -> None:
@@ -73,23 +83,23 @@ class Pop3Fetcher:
     async def _fetch_new(self, config: IntegrationConfig, box: Pop3Mailbox, session: Pop3Session,
                          stopping: threading.Event) -> int:
         mailbox = MailboxRef(config.org_id, config.user_id, pop3_mailbox_name(box), config.mailbox_mode)
-        seen = SeenMessages(self.redis, config.org_id, config.user_id, f"pop3:{box.host}:{box.port}:{box.username}")
-        listing = await asyncio.to_thread(session.uidls)
+        seen = SeenMessages.of(self.redis, config)
+        listing = await self._blocking(session.uidls)
         unseen = set(await seen.unseen([uid for _, uid in listing]))
         if box.delete_after_fetch:
-            await asyncio.to_thread(_delete, session, [n for n, uid in listing if uid not in unseen])
+            await self._blocking(_delete, session, [n for n, uid in listing if uid not in unseen])
         else:
             await seen.forget_missing([uid for _, uid in listing])
         todo = [(n, uid) for n, uid in listing if uid in unseen]
-        sizes = await asyncio.to_thread(session.sizes) if todo else {}
+        sizes = await self._blocking(session.sizes) if todo else {}
         delivered = 0
         while todo and not stopping.is_set():
-            fetched, todo = await asyncio.to_thread(self._retrieve_batch, session, todo, sizes, stopping)
+            fetched, todo = await self._blocking(self._retrieve_batch, session, todo, sizes, stopping)
             await self.sink.deliver(mailbox, fetched)
             await seen.mark(f.source_id for f in fetched)
             if box.delete_after_fetch:
                 uids = {f.source_id for f in fetched}
-                await asyncio.to_thread(_delete, session, [n for n, uid in listing if uid in uids])
+                await self._blocking(_delete, session, [n for n, uid in listing if uid in uids])
             delivered += len(fetched)
         return delivered
 

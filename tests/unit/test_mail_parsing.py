@@ -108,6 +108,19 @@ SINGLE_PART = [
     b"From: a@x.com\r\nSubject: no body\r\n",
     b"From: a@x.com\r\n\r\n\r\nbody after an empty first line\r\n",
     b"From: a@x.com\rSubject: bare CR\r\rbody\r",
+    # header blocks the fast header read must split as the parser does, or leave to it
+    b"From: a@x.com\r\nSubject:\r\n only a continuation\r\n\tand a tab one\r\n\r\nbody\r\n",
+    b"From: a@x.com\r\nX-Empty:\r\nX-Spaces: \t  padded  \t\r\nX-Colons: a: b: c\r\n\r\nbody\r\n",
+    b"From sender@x.com Mon Nov 23 09:00:00 2026\r\nFrom: a@x.com\r\n\r\nenvelope line first\r\n",
+    b"From: a@x.com\r\nFrom sender@x.com Mon Nov 23 09:00:00 2026\r\nTo: b@x.com\r\n\r\nenvelope inside\r\n",
+    b" continued first\r\nFrom: a@x.com\r\n\r\nbody\r\n",
+    b"From: a@x.com\r\n: no name\r\nTo: b@x.com\r\n\r\nbody\r\n",
+    b"From: a@x.com\r\nSubject: a bare\rCR inside\r\n\r\nbody\r\n",
+    b"From: a@x.com\nSubject: lf\r\nTo: b@x.com\n\r\nmixed endings\r\n",
+    b"From: a@x.com\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nX-8bit: \xe9t\xe9\r\n\r\nbody\r\n",
+    b"From: a@x.com\r\nBad Name: spaced\r\n\r\nbody\r\n",
+    b"\r\n\r\nno headers at all\r\n",
+    b"From: a@x.com\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@x.com\r\n\r\ninner\r\n",
 ]
 
 
@@ -118,3 +131,5 @@ def test_the_header_first_read_is_the_full_parse(raw):
     assert fast.get_payload(decode=True) == full.get_payload(decode=True)
     assert [type(d) for d in fast.defects] == [type(d) for d in full.defects]
     assert fast.is_multipart() == full.is_multipart()
+    assert fast.get_unixfrom() == full.get_unixfrom()
+    assert fast.get_content_type() == full.get_content_type()
