@@ -70,6 +70,7 @@ class CalendarRuntime:
         self.engine = CalendarEngine(self.redis, self.publish_command)
         self.providers = CalendarProviders(settings, self.redis)
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._pull_began: dict[str, float] = {}  # scope -> when its last successful pull began (monotonic)
 
     async def publish_command(self, command: CrmCommand) -> None:
         sent = _sent_commands.get()
@@ -94,6 +95,19 @@ class CalendarRuntime:
 
     def lock(self, scope: str) -> asyncio.Lock:
         return self._locks[scope]
+
+    def pulled_since(self, scope: str, moment: float) -> bool:
+        """Whether a pull of the scope began after `moment` (monotonic) and succeeded: it took in every
+        change the provider held at `moment`. A burst of edits sends a notification each; the first
+        pull takes them all in, and the notifications queued behind it need no pull of their own."""
+        return self._pull_began.get(scope, float("-inf")) > moment
+
+    @contextlib.asynccontextmanager
+    async def pulling(self, scope: str):
+        """Around a pull: once it succeeded, notifications received before it began are covered."""
+        began = time.monotonic()
+        yield
+        self._pull_began[scope] = max(began, self._pull_began.get(scope, began))
 
     async def open_provider(self, config: IntegrationConfig) -> tuple[CalendarProvider, str]:
         """The user's calendar at the provider, and the user's own address there."""

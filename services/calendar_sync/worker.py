@@ -61,13 +61,17 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
     config = await runtime.configs.get(notification.key)
     if config is None or not config.enabled:
         return
+    lifecycle = notification.kind == NotificationKind.LIFECYCLE
     async with runtime.lock(config.key), runtime.unit_of_work():
+        if not lifecycle and runtime.pulled_since(config.key, record.received_at):
+            return  # a pull begun after this notification arrived has taken its change in
         try:
             provider, address = await runtime.open_provider(config)
-            if notification.kind == NotificationKind.LIFECYCLE:
+            if lifecycle:
                 await _lifecycle(config, provider, notification)
-            if config.direction != Direction.CRM_TO_PROVIDER or notification.kind == NotificationKind.LIFECYCLE:
-                await runtime.engine.pull(config, provider, address)
+            if config.direction != Direction.CRM_TO_PROVIDER or lifecycle:
+                async with runtime.pulling(config.key):
+                    await runtime.engine.pull(config, provider, address)
         except AuthFailed as exc:
             await runtime.auth_failed(config, str(exc))
 
