@@ -172,7 +172,7 @@ class Bench:
                 if title.startswith("latency "):
                     written[title] = _instant(event.get("updated") or event["lastModifiedDateTime"])
         latencies = [written[f"latency {i}"] - sent[i] for i in range(count) if f"latency {i}" in written]
-        return _latency_figures(latencies, count) | {
+        return _latency_figures(latencies, count) | _calls_per_change(before, self.sandbox.counters(), count) | {
             "ingest_answer_p50_s": round(percentile(answered, 50), 3),
             "ingest_answer_p99_s": round(percentile(answered, 99), 3)}
 
@@ -205,6 +205,7 @@ class Bench:
         users = list(synced["accounts"])
         count = LATENCY_RATE_PER_S * LATENCY_SECONDS
         targets = [(users[i % len(users)], i // len(users)) for i in range(count)]
+        before = self.sandbox.counters()
         edited = asyncio.run(self._edit_events(provider, synced, targets))
         records = {synced["records"][user][n]: i for i, (user, n) in enumerate(targets)}
 
@@ -218,7 +219,7 @@ class Bench:
             held = self.crm.events(synced["org"], records)
         latencies = [_instant(r["modified_at"]) - edited[records[i]] for i, r in held.items()
                      if r["fields"]["Event_Title"] == f"latency {records[i]}"]
-        return _latency_figures(latencies, count)
+        return _latency_figures(latencies, count) | _calls_per_change(before, self.sandbox.counters(), count)
 
     async def _edit_events(self, provider: str, synced: dict, targets: list[tuple[str, int]]) -> dict[int, float]:
         edited: dict[int, float] = {}
@@ -314,6 +315,13 @@ def _progress(provider: str, phase: str, figures: dict) -> None:
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> Counter:
     return Counter({route: n - before.get(route, 0) for route, n in after.items() if n > before.get(route, 0)})
+
+
+def _calls_per_change(before: dict[str, int], after: dict[str, int], count: int) -> dict:
+    """The provider calls the run took (the bench's own edits included), per change and by route."""
+    calls = _delta(before, after)
+    return {"api_calls_per_change": round(sum(calls.values()) / count, 2),
+            "api_calls_by_route": dict(calls.most_common(5))}
 
 
 def _instant(text: str) -> float:
