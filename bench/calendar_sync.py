@@ -24,6 +24,11 @@ KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set), the sandbox, ingest, the reference
     `lastModifiedDateTime` in the provider's answer.
   Both are wall clocks of this machine. p50 and p99; target p99 < 1 s.
 
+Parts: CALENDAR_BENCH_PARTS=latency runs (b) alone (its 50 users get only the events the changes need,
+and neither raw rate nor the one-user first sync is measured: minutes instead of half an hour);
+CALENDAR_BENCH_PROVIDERS=google (or microsoft) one provider; CALENDAR_BENCH_LATENCY_SECONDS a shorter run.
+The worker takes its settings from this process's environment (e.g. CRMSYNC_KEYED_CONCURRENCY).
+
 Quota: the sandbox enforces none, and Google allows a user 600 calls a minute, which alone would hold
 one user's 5,000-event first sync to ~8 minutes whatever the code does. The worker's shared bucket is
 therefore sized GOOGLE_QUOTA_PER_MIN here; the figures also say how long the real quota makes it.
@@ -34,6 +39,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
+import os
 import statistics
 import sys
 import tempfile
@@ -61,17 +68,19 @@ from tests.fixtures.calendar_stack import calendar_env
 from tests.fixtures.net import wait_for
 from tests.support.factories import unique_org
 
-PROVIDERS = ("google", "microsoft")
+PROVIDERS = tuple(os.environ.get("CALENDAR_BENCH_PROVIDERS", "google,microsoft").split(","))
+PARTS = frozenset(os.environ.get("CALENDAR_BENCH_PARTS", "first_sync,latency").split(","))
 FIRST_SYNCS = ((1, 5_000), (50, 200))  # (users, events per user)
 LATENCY_USERS = 50  # the users of the 50-user first syncs, whose events the latency runs change
 LATENCY_RATE_PER_S = 100
-LATENCY_SECONDS = 60
+LATENCY_SECONDS = int(os.environ.get("CALENDAR_BENCH_LATENCY_SECONDS", "60"))
 WORKERS = 1
 GOOGLE_QUOTA_PER_MIN = 1_000_000
 GOOGLE_REAL_QUOTA_PER_MIN = 600
 FIRST_SYNC_TIMEOUT_S = 600
 TARGET_RATIO = 0.5
 TARGET_P99_S = 1.0
+SENDERS = 32  # requests of the latency runs in flight at once, at most
 
 
 class Bench:
@@ -151,7 +160,7 @@ class Bench:
         count = LATENCY_RATE_PER_S * LATENCY_SECONDS
         targets = [(users[i % len(users)], i // len(users)) for i in range(count)]
         before = self.sandbox.counters()
-        sent = asyncio.run(self._post_changes(synced, targets))
+        sent, answered = asyncio.run(self._post_changes(synced, targets))
         writes = sum(n for route, n in _delta(before, self.sandbox.counters()).items() if route.startswith("PATCH "))
         wait_for(lambda: sum(n for route, n in _delta(before, self.sandbox.counters()).items()
                              if route.startswith("PATCH ")) >= count, 120, interval_s=0.5,
@@ -163,29 +172,32 @@ class Bench:
                 if title.startswith("latency "):
                     written[title] = _instant(event.get("updated") or event["lastModifiedDateTime"])
         latencies = [written[f"latency {i}"] - sent[i] for i in range(count) if f"latency {i}" in written]
-        return _latency_figures(latencies, count)
+        return _latency_figures(latencies, count) | _calls_per_change(before, self.sandbox.counters(), count) | {
+            "ingest_answer_p50_s": round(percentile(answered, 50), 3),
+            "ingest_answer_p99_s": round(percentile(answered, 99), 3)}
 
-    async def _post_changes(self, synced: dict, targets: list[tuple[str, int]]) -> dict[int, float]:
-        client = AsyncIngestClient(self.ingest_url, self.settings.hmac_secret)
+    async def _post_changes(self, synced: dict, targets: list[tuple[str, int]]) -> tuple[dict[int, float], list[float]]:
+        """When each change was posted, and how long ingest took to answer each (part of the latency)."""
+        client = AsyncIngestClient(self.ingest_url, self.settings.hmac_secret, timeout_s=60.0)
         sent: dict[int, float] = {}
-        start = time.monotonic() + 0.5
+        answered: list[float] = []
 
         async def post(i: int, user: str, n: int) -> None:
-            await asyncio.sleep(max(0.0, start + i / LATENCY_RATE_PER_S - time.monotonic()))
             now = dt.datetime.now(dt.UTC)
             change = CrmChange(org_id=synced["org"], module=CrmModule.EVENTS, record_id=synced["records"][user][n],
                                op=CrmOp.UPDATED, owner_id=user, source=ChangeSource.UI, modified_at=now,
                                fields={**synced["fields"][user][n], "Event_Title": f"latency {i}"})
             sent[i] = now.timestamp()
             answer = await client.post_changes([change])
+            answered.append(time.time() - sent[i])
             if answer.status_code != 202:
                 raise RuntimeError(f"ingest answered {answer.status_code}: {answer.text[:200]}")
 
         try:
-            await asyncio.gather(*(post(i, user, n) for i, (user, n) in enumerate(targets)))
+            await _paced(post, targets)
         finally:
             await client.aclose()
-        return sent
+        return sent, answered
 
     def provider_to_crm_latency(self, provider: str, synced: dict) -> dict:
         """Users' edits through the provider API at a steady rate, each to another event; then each
@@ -193,6 +205,7 @@ class Bench:
         users = list(synced["accounts"])
         count = LATENCY_RATE_PER_S * LATENCY_SECONDS
         targets = [(users[i % len(users)], i // len(users)) for i in range(count)]
+        before = self.sandbox.counters()
         edited = asyncio.run(self._edit_events(provider, synced, targets))
         records = {synced["records"][user][n]: i for i, (user, n) in enumerate(targets)}
 
@@ -206,15 +219,13 @@ class Bench:
             held = self.crm.events(synced["org"], records)
         latencies = [_instant(r["modified_at"]) - edited[records[i]] for i, r in held.items()
                      if r["fields"]["Event_Title"] == f"latency {records[i]}"]
-        return _latency_figures(latencies, count)
+        return _latency_figures(latencies, count) | _calls_per_change(before, self.sandbox.counters(), count)
 
     async def _edit_events(self, provider: str, synced: dict, targets: list[tuple[str, int]]) -> dict[int, float]:
         edited: dict[int, float] = {}
-        start = time.monotonic() + 0.5
         async with httpx.AsyncClient(base_url=self.sandbox.url, timeout=30,
-                                     limits=httpx.Limits(max_connections=32)) as http:
+                                     limits=httpx.Limits(max_connections=SENDERS)) as http:
             async def edit(i: int, user: str, n: int) -> None:
-                await asyncio.sleep(max(0.0, start + i / LATENCY_RATE_PER_S - time.monotonic()))
                 account, event_id = synced["accounts"][user], synced["events"][user][n]
                 headers = {"Authorization": f"Bearer {account['access_token']}"}
                 if provider == "google":
@@ -226,11 +237,32 @@ class Bench:
                                               json={"subject": f"latency {i}"})
                     edited[i] = _instant(answer.raise_for_status().json()["lastModifiedDateTime"])
 
-            await asyncio.gather(*(edit(i, user, n) for i, (user, n) in enumerate(targets)))
+            await _paced(edit, targets)
         return edited
 
     # --- per provider -----------------------------------------------------------------------------
+    def latency_only(self, provider: str) -> dict:
+        """(b) alone: two-way syncs of the 50 users with just the events the changes need, then (b)."""
+        per_user = math.ceil(LATENCY_RATE_PER_S * LATENCY_SECONDS / LATENCY_USERS)
+        names = [f"u{n}" for n in range(LATENCY_USERS)]
+        synced = {direction: sync(provider, names, per_user)[1] for direction, sync in
+                  (("crm_to_provider", self.crm_to_provider), ("provider_to_crm", self.provider_to_crm))}
+        latency = self._latency(provider, synced)
+        verdicts = {f"latency_{name}_p99": _verdict(f["p99_s"] < TARGET_P99_S and not f["missing"])
+                    for name, f in latency.items()}
+        return {f"latency_{LATENCY_RATE_PER_S}_per_s_{LATENCY_SECONDS}s": latency, "verdicts": verdicts}
+
+    def _latency(self, provider: str, synced: dict) -> dict:
+        latency = {}
+        for direction, measure in (("crm_to_provider", self.crm_to_provider_latency),
+                                   ("provider_to_crm", self.provider_to_crm_latency)):
+            latency[direction] = measure(provider, synced[direction])
+            _progress(provider, f"latency_{direction}", latency[direction])
+        return latency
+
     def provider_figures(self, provider: str) -> dict:
+        if "first_sync" not in PARTS:
+            return self.latency_only(provider)
         raw = [self.raw_rate(provider)]
         first: dict[str, dict] = {}
         latency_orgs = {}
@@ -246,11 +278,7 @@ class Bench:
         baseline = statistics.mean(raw)
         for figures in first.values():
             figures["ratio_to_raw_batched"] = round(figures["events_per_s"] / baseline, 3)
-        latency = {}
-        for direction, measure in (("crm_to_provider", self.crm_to_provider_latency),
-                                   ("provider_to_crm", self.provider_to_crm_latency)):
-            latency[direction] = measure(provider, latency_orgs[direction])
-            _progress(provider, f"latency_{direction}", latency[direction])
+        latency = self._latency(provider, latency_orgs) if "latency" in PARTS else {}
         verdicts = {f"first_sync_{name}_ratio": _verdict(f["ratio_to_raw_batched"] >= TARGET_RATIO)
                     for name, f in first.items()}
         verdicts |= {f"latency_{name}_p99": _verdict(f["p99_s"] < TARGET_P99_S and not f["missing"])
@@ -264,6 +292,22 @@ class Bench:
         return out
 
 
+async def _paced(send, targets: list[tuple[str, int]]) -> None:
+    """send(i, user, n) for each target at LATENCY_RATE_PER_S, by SENDERS tasks: a request is started only
+    by a free sender, so the HTTP pool never holds thousands of waiting requests (httpx then spent the
+    bench's CPU sorting its queue, and requests timed out waiting for a connection to a server at rest).
+    A change a slow answer holds up goes out late, and its latency is counted from when it went out."""
+    start = time.monotonic() + 0.5
+    numbered = iter(enumerate(targets))
+
+    async def sender() -> None:
+        for i, (user, n) in numbered:
+            await asyncio.sleep(max(0.0, start + i / LATENCY_RATE_PER_S - time.monotonic()))
+            await send(i, user, n)
+
+    await asyncio.gather(*(sender() for _ in range(SENDERS)))
+
+
 def _progress(provider: str, phase: str, figures: dict) -> None:
     """Each phase's figures as soon as they are measured: a long run that fails late still tells."""
     print(json.dumps({"provider": provider, "phase": phase, **figures}), file=sys.stderr, flush=True)
@@ -271,6 +315,13 @@ def _progress(provider: str, phase: str, figures: dict) -> None:
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> Counter:
     return Counter({route: n - before.get(route, 0) for route, n in after.items() if n > before.get(route, 0)})
+
+
+def _calls_per_change(before: dict[str, int], after: dict[str, int], count: int) -> dict:
+    """The provider calls the run took (the bench's own edits included), per change and by route."""
+    calls = _delta(before, after)
+    return {"api_calls_per_change": round(sum(calls.values()) / count, 2),
+            "api_calls_by_route": dict(calls.most_common(5))}
 
 
 def _instant(text: str) -> float:
@@ -339,7 +390,8 @@ def run() -> dict:
     logs = Path(tempfile.mkdtemp(prefix="bench-calendar-"))
     with running_stack(logs) as bench:
         figures = {provider: bench.provider_figures(provider) for provider in PROVIDERS}
-    figures["settings"] = {"workers": WORKERS, "google_quota_per_user_per_min": GOOGLE_QUOTA_PER_MIN, "logs": str(logs)}
+    figures["settings"] = {"workers": WORKERS, "parts": sorted(PARTS), "load_average": os.getloadavg(),
+                           "keyed_concurrency": os.environ.get("CRMSYNC_KEYED_CONCURRENCY", "default"), "google_quota_per_user_per_min": GOOGLE_QUOTA_PER_MIN, "logs": str(logs)}
     figures["targets"] = {"first_sync_ratio_to_raw_batched": TARGET_RATIO, "latency_p99_s": TARGET_P99_S}
     return figures
 

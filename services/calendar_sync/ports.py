@@ -20,6 +20,10 @@ class CursorExpired(Exception):
     """The sync token / delta link is no longer valid (Google 410, Graph syncStateNotFound): full resync."""
 
 
+class ChangedMeanwhile(Exception):
+    """A conditional write refused (HTTP 412): the provider's event is no longer the version we last synced."""
+
+
 class NotWritable(Exception):
     """The target calendar does not exist or the user cannot write to it."""
 
@@ -64,6 +68,10 @@ class WriteResult:
 class CalendarProvider(Protocol):
     """One user's calendar at one provider. Blocking client libraries are run in threads by the adapter."""
 
+    # Whether upsert honours `if_match`: the engine then writes a CRM change straight away, without first
+    # reading the provider's event to merge with, and reads it only when the write is refused.
+    conditional_writes: bool
+
     async def writable_calendars(self) -> list[str]: ...
 
     async def list_changes(self, cursor: str | None, window_days: int, page_cap: int,
@@ -71,10 +79,11 @@ class CalendarProvider(Protocol):
         """cursor None: a full list of the window (the first sync or a resync); else changes since cursor."""
 
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
-                     notify: bool = False) -> WriteResult:
+                     notify: bool = False, if_match: str | None = None) -> WriteResult:
         """Create or update the event for this CRM record; the same record never yields two events.
         `notify`: the attendees may be mailed (a participant list a CRM user changed, and the org allows
-        it); otherwise the write mails nobody."""
+        it); otherwise the write mails nobody. `if_match` (only where conditional_writes): update
+        `provider_id` only while its etag is this one, else raise ChangedMeanwhile."""
 
     async def upsert_many(self, items: list[tuple[str, CanonicalEvent, str | None]]) -> list[WriteResult | Exception]:
         """The same in provider batches (Google batch 50, Graph $batch 20); a result per item, in order.

@@ -50,6 +50,11 @@ class ConfigView:
         raw = await self.redis.get(self._key(scope))
         return IntegrationConfig.model_validate_json(raw) if raw else None
 
+    async def get_many(self, scopes: list[str]) -> list[IntegrationConfig | None]:
+        """Several scopes' configurations in one round trip (a CRM change concerns each calendar of its owner)."""
+        raws = await self.redis.mget([self._key(scope) for scope in scopes]) if scopes else []
+        return [IntegrationConfig.model_validate_json(raw) if raw else None for raw in raws]
+
     async def put(self, scope: str, config: IntegrationConfig | None) -> None:
         if config is None:
             await self.redis.delete(self._key(scope))
@@ -70,6 +75,8 @@ class CalendarRuntime:
         self.engine = CalendarEngine(self.redis, self.publish_command)
         self.providers = CalendarProviders(settings, self.redis)
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._pull_began: dict[str, float] = {}  # scope -> when its last successful pull began (monotonic)
+        self._jobs_holding: set[str] = set()  # scopes whose lock a sync job holds
 
     async def publish_command(self, command: CrmCommand) -> None:
         sent = _sent_commands.get()
@@ -94,6 +101,32 @@ class CalendarRuntime:
 
     def lock(self, scope: str) -> asyncio.Lock:
         return self._locks[scope]
+
+    def pulled_since(self, scope: str, moment: float) -> bool:
+        """Whether a pull of the scope began after `moment` (monotonic) and succeeded: it took in every
+        change the provider held at `moment`. A burst of edits sends a notification each; the first
+        pull takes them all in, and the notifications queued behind it need no pull of their own."""
+        return self._pull_began.get(scope, float("-inf")) > moment
+
+    def job_holds(self, scope: str) -> bool:
+        """Whether a sync job (a first sync may take minutes) holds the scope's lock now."""
+        return scope in self._jobs_holding
+
+    @contextlib.asynccontextmanager
+    async def job_holding(self, scope: str):
+        """Around a job, inside the scope's lock."""
+        self._jobs_holding.add(scope)
+        try:
+            yield
+        finally:
+            self._jobs_holding.discard(scope)
+
+    @contextlib.asynccontextmanager
+    async def pulling(self, scope: str):
+        """Around a pull: once it succeeded, notifications received before it began are covered."""
+        began = time.monotonic()
+        yield
+        self._pull_began[scope] = max(began, self._pull_began.get(scope, began))
 
     async def open_provider(self, config: IntegrationConfig) -> tuple[CalendarProvider, str]:
         """The user's calendar at the provider, and the user's own address there."""

@@ -79,11 +79,21 @@ return 1
 """
 
 
+# The mapping of a provider id in one round trip: the reverse index names the CRM id, whose key is
+# ARGV[1] (the scope's mapping prefix) followed by it.
+_BY_PROVIDER = """
+local crm_id = redis.call('GET', KEYS[1])
+if not crm_id then return false end
+return redis.call('HGET', ARGV[1] .. crm_id, 'mapping')
+"""
+
+
 class MappingStore:
     def __init__(self, redis: aioredis.Redis, scope: str):
         self.redis = redis
         self.scope = scope
         self._cas = redis.register_script(_CAS)
+        self._by_provider = redis.register_script(_BY_PROVIDER)
 
     def _crm_key(self, crm_id: str) -> str:
         return key("calmap", *self.scope.split(":"), "crm", crm_id)
@@ -96,8 +106,8 @@ class MappingStore:
         return EventMapping.from_json(raw) if raw else None
 
     async def by_provider_id(self, provider_id: str) -> EventMapping | None:
-        crm_id = await self.redis.get(self._provider_key(provider_id))
-        return await self.by_crm_id(crm_id) if crm_id else None
+        raw = await self._by_provider(keys=[self._provider_key(provider_id)], args=[self._crm_key("")])
+        return EventMapping.from_json(raw) if raw else None
 
     async def save(self, mapping: EventMapping, previous: EventMapping | None) -> EventMapping:
         """Store `mapping` if nobody changed it since `previous` was read; returns it with its new version."""
@@ -271,10 +281,15 @@ class CrmIndex:
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
         owners = key("calcrmowner", change.org_id)
-        previous_owner = await self.redis.hget(owners, change.record_id)
+        # One round trip in the usual case: the entry is read where it is when the owner did not change.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(owners, change.record_id)
+            pipe.hget(key("calcrm", change.org_id, change.owner_id), change.record_id)
+            previous_owner, previous = await pipe.execute()
         moved_from = previous_owner if previous_owner not in (None, change.owner_id) else None
         held_by = key("calcrm", change.org_id, previous_owner or change.owner_id)
-        previous = await self.redis.hget(held_by, change.record_id)
+        if moved_from:
+            previous = await self.redis.hget(held_by, change.record_id)
         if change.op == "deleted":
             await self.redis.hdel(held_by, change.record_id)
             await self.redis.hdel(owners, change.record_id)

@@ -36,11 +36,10 @@ async def index_crm_change(change: CrmChange, record) -> None:
     seen = await runtime.engine.observe_crm_change(change)
     if seen.echo or change.module != CrmModule.EVENTS:
         return
-    for owner in seen.owners:
-        for scope in calendar_scopes(change.org_id, owner):
-            config = await runtime.configs.get(scope)
-            if config is not None and config.enabled:
-                await publisher.publish(CRM_EVENTS.name, scope, change)
+    scopes = [scope for owner in seen.owners for scope in calendar_scopes(change.org_id, owner)]
+    for scope, config in zip(scopes, await runtime.configs.get_many(scopes)):
+        if config is not None and config.enabled:
+            await publisher.publish(CRM_EVENTS.name, scope, change)
 
 
 async def push_crm_event(change: CrmChange, record) -> None:
@@ -61,12 +60,22 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
     config = await runtime.configs.get(notification.key)
     if config is None or not config.enabled:
         return
+    lifecycle = notification.kind == NotificationKind.LIFECYCLE
+    if not lifecycle and config.direction == Direction.CRM_TO_PROVIDER:
+        return
+    if not lifecycle and runtime.job_holds(config.key):
+        # A job (a first sync: minutes) holds the user's lock. A job queued behind it pulls afterwards,
+        # and this agent goes on with the other users instead of waiting.
+        await runtime.request_job(config, SyncJobKind.INCREMENTAL, "provider changes during a sync job")
+        return
     async with runtime.lock(config.key), runtime.unit_of_work():
+        if not lifecycle and runtime.pulled_since(config.key, record.received_at):
+            return  # a pull begun after this notification arrived has taken its change in
         try:
             provider, address = await runtime.open_provider(config)
-            if notification.kind == NotificationKind.LIFECYCLE:
+            if lifecycle:
                 await _lifecycle(config, provider, notification)
-            if config.direction != Direction.CRM_TO_PROVIDER or notification.kind == NotificationKind.LIFECYCLE:
+            async with runtime.pulling(config.key):
                 await runtime.engine.pull(config, provider, address)
         except AuthFailed as exc:
             await runtime.auth_failed(config, str(exc))
@@ -104,7 +113,9 @@ async def run_job(job: SyncJob, record) -> None:
         config = config or _disabled_placeholder(job)
     if config is None:
         return
-    async with runtime.lock(config.key), runtime.unit_of_work():
+    async with runtime.lock(config.key), runtime.job_holding(config.key), runtime.unit_of_work():
+        if job.kind == SyncJobKind.INCREMENTAL and runtime.pulled_since(config.key, record.received_at):
+            return  # several notifications during one first sync: one pull after it
         try:
             await _run(job, config)
         except AuthFailed as exc:
@@ -125,12 +136,14 @@ async def _run(job: SyncJob, config: IntegrationConfig) -> None:
         return
     if job.kind == SyncJobKind.FULL:
         await _check_target_writable(config, provider)
-        await runtime.engine.whole.full_sync(config, provider, address, reason=job.reason or "requested")
+        async with runtime.pulling(config.key):
+            await runtime.engine.whole.full_sync(config, provider, address, reason=job.reason or "requested")
         if config.direction != Direction.CRM_TO_PROVIDER:
             await runtime.watches.ensure(config, provider)
         await mark_ok(runtime.redis, config.org_id, config.user_id, config.integration.value)
     elif job.kind == SyncJobKind.INCREMENTAL:
-        await runtime.engine.pull(config, provider, address)
+        async with runtime.pulling(config.key):
+            await runtime.engine.pull(config, provider, address)
     elif job.kind == SyncJobKind.RENEW_WATCH:
         await runtime.watches.renew(config, provider)
 

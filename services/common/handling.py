@@ -9,7 +9,9 @@ is delivered again after the restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
@@ -33,6 +35,9 @@ class InboundRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    # When this process took the record from its stream (time.monotonic), before it waited for its key's
+    # turn: a handler may see that work begun since then has already covered it.
+    received_at: float = dataclasses.field(default_factory=time.monotonic, compare=False)
 
     @classmethod
     def from_faust_event(cls, event) -> "InboundRecord":

@@ -5,6 +5,12 @@ call, Redis, the broker), so one user's first sync or a burst of changes makes e
 Ordering matters only per key (`org:user:integration`, or a CRM record), so `KeyedRunner` starts each
 message as soon as the previous message of its key is done, up to `limit` messages at once.
 
+Two bounds, because acknowledgements keep arrival order: `limit` counts work running at once, `backlog`
+the messages taken and not yet acknowledged. With a single bound on the unacknowledged, one message that
+waits long (a pull behind a user's 5,000-event first sync, which holds that user's lock for minutes) let
+`limit` later messages of other users finish and then stopped the agent taking any more, every user
+waiting on one: with `backlog` well above `limit`, other users go on for as long as the backlog lasts.
+
 Offsets stay committed after the side effect: a message is acknowledged only once it and every message
 that arrived before it are done, so the acknowledged offsets never have a gap (faust commits the run of
 acknowledged offsets, and must not see one acknowledged past a message still being handled). A message
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+BACKLOG_PER_RUNNING = 32  # unacknowledged messages allowed per running one (64 running: 2,048, half faust's buffer)
 
 
 @dataclass
@@ -31,11 +38,13 @@ class KeyedRunner(Generic[Item]):
     """Runs `work` per submitted item; `acknowledge(item)` is called for each, in submission order,
     once it and all submitted before it are done."""
 
-    def __init__(self, limit: int, acknowledge: Callable[[Item], Awaitable[object]]):
+    def __init__(self, limit: int, acknowledge: Callable[[Item], Awaitable[object]], backlog: int | None = None):
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self.limit = limit
+        self.backlog = max(limit, backlog if backlog is not None else limit * BACKLOG_PER_RUNNING)
         self.acknowledge = acknowledge
+        self._running = asyncio.Semaphore(limit)
         self._entries: collections.deque[_Entry[Item]] = collections.deque()
         self._last_of_key: dict[Hashable, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -49,13 +58,14 @@ class KeyedRunner(Generic[Item]):
         return len(self._entries)
 
     async def submit(self, key: Hashable, item: Item, work: Callable[[], Awaitable[object]]) -> None:
-        """Start `work` after the key's previous work; waits first while `limit` items are unacknowledged.
+        """Start `work` after the key's previous work and once fewer than `limit` are running; waits
+        first while `backlog` items are unacknowledged.
 
         Work that raised (a bug: handlers end every message handled or dead-lettered) is raised here, as
         an agent handling messages one by one would have raised it: nothing after it is acknowledged.
         """
         async with self._room:
-            await self._room.wait_for(lambda: len(self._entries) < self.limit or self._failure is not None)
+            await self._room.wait_for(lambda: len(self._entries) < self.backlog or self._failure is not None)
         if self._failure is not None:
             raise self._failure
         entry = _Entry(item)
@@ -80,7 +90,8 @@ class KeyedRunner(Generic[Item]):
         if previous is not None:
             await asyncio.wait({previous})  # its outcome is its own: a failure of it does not stop this one
         try:
-            await work()
+            async with self._running:
+                await work()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -48,9 +48,9 @@ class Settings(BaseSettings):
 
     metrics_port: int = Field(0, ge=0, le=65535, description="workers serve /metrics here; 0: off")
     keyed_concurrency: int = Field(
-        1, ge=1, le=1024, description="messages of different keys an agent handles at once, where its worker "
-        "allows it (calendar_sync); one key's messages stay in order. 1 until the stall seen once at 64 in the "
-        "full calendar benchmark on an overloaded machine is understood"
+        64, ge=1, le=1024, description="messages of different keys an agent handles at once, where its worker "
+        "allows it (calendar_sync); one key's messages stay in order; up to 32 times as many wait unacknowledged "
+        "behind a slow one (services/common/keyed.py)"
     )
 
     # --- ingest -------------------------------------------------------------------------------

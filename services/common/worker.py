@@ -96,4 +96,9 @@ def run_worker(app: faust.App, settings: Settings, name: str, extra_topics: tupl
         start_http_server(settings.metrics_port)
     log.info("worker starting", worker=name, bootstrap=settings.kafka_bootstrap_servers)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    # faust's start-up spinner sets the root logger to DEBUG (faust/worker.py, _setup_spinner_handler) and
+    # keeps a handler taking every record: each debug line of aiokafka, googleapiclient, httpx... was then
+    # built and passed through one handler lock shared by the event loop, the consumer thread and the
+    # provider threads, long after start-up. Without the spinner the root logger keeps our level.
+    worker.spinner = None
     worker.execute_from_commandline()

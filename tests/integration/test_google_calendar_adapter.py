@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.calendar_sync.model import Attendee, CanonicalEvent, EventTime
-from services.calendar_sync.ports import AuthFailed, CursorExpired, NotWritable, WriteResult
+from services.calendar_sync.ports import AuthFailed, ChangedMeanwhile, CursorExpired, NotWritable, WriteResult
 from services.calendar_sync.rules import google_event_id
 from services.common.ratelimit import TokenBucket
 from services.common.settings import Settings
@@ -191,6 +191,19 @@ async def test_an_upsert_with_the_known_id_patches_it(sandbox, account, provider
     assert updated.written.title == "After" and updated.written.start == event(day=8).start
     assert counters(sandbox)[PATCH] == 1
     assert len(live_events(sandbox, account)) == 1
+
+
+async def test_a_conditional_patch_lands_while_google_holds_our_version_and_is_refused_after_a_user_edit(
+        sandbox, account, provider):
+    created = await provider.upsert("rec1", event("Before"), None)
+    ours = await provider.upsert("rec1", event("Ours"), created.provider_id, if_match=created.etag)
+    assert ours.written.title == "Ours" and ours.etag != created.etag
+    raw_calendar(sandbox, account).events().patch(calendarId="primary", eventId=created.provider_id,
+                                                  body={"location": "Room 2"}).execute()
+    with pytest.raises(ChangedMeanwhile):
+        await provider.upsert("rec1", event("Stale"), created.provider_id, if_match=ours.etag)
+    (held,) = live_events(sandbox, account)
+    assert (held["summary"], held["location"]) == ("Ours", "Room 2"), "the refused write changed nothing"
 
 
 async def test_a_linked_event_that_is_gone_is_written_under_our_id(sandbox, account, provider):

@@ -3,6 +3,7 @@ real Redis for the mailbox's quota bucket."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import httpx
@@ -395,6 +396,27 @@ def receiver():
 
 def subscriptions(sandbox) -> dict[str, dict]:
     return {s["id"]: s for s in control(sandbox, "GET", "/microsoft/subscriptions").json()}
+
+
+async def test_a_validation_handshake_that_timed_out_is_tried_again(sandbox, connections, user, receiver):
+    """Many first syncs opening subscriptions at once kept ingest from answering Graph's handshake in
+    time: the job was dead-lettered and the first sync never marked done."""
+    answer = receiver.answer_handshake
+
+    def slow_the_first_time(handler, token):
+        if len(receiver.validations) == 1:
+            time.sleep(0.5)
+        answer(handler, token)
+
+    receiver.answer_handshake = slow_the_first_time
+    control(sandbox, "PATCH", "/microsoft/settings", json={"validation_timeout_s": 0.2})
+    try:
+        provider = connections.calendar(delegated(user), org_id=ORG, user_id=USER)
+        channel = await provider.watch(receiver.url("/graph"), "s3cret")
+    finally:
+        control(sandbox, "PATCH", "/microsoft/settings", json={"validation_timeout_s": 10.0})
+    assert channel.channel_id in subscriptions(sandbox)
+    assert len(receiver.validations) == 3, "one handshake missed, then both URLs answered"
 
 
 async def test_subscription_is_created_renewed_and_deleted(sandbox, connections, user, receiver, outlook):

@@ -50,9 +50,9 @@ async def test_one_keys_messages_run_one_after_another_in_order():
     assert recorder.acknowledged == ["a1", "a2"]
 
 
-async def test_submit_waits_while_the_limit_is_unacknowledged():
+async def test_submit_waits_while_the_backlog_is_unacknowledged():
     recorder, gate = Recorder(), asyncio.Event()
-    runner = KeyedRunner(2, recorder.acknowledge)
+    runner = KeyedRunner(2, recorder.acknowledge, backlog=2)
     await runner.submit("ann", "a1", work(recorder, "a1", gate))
     await runner.submit("bob", "b1", work(recorder, "b1"))
     third = asyncio.create_task(runner.submit("cid", "c1", work(recorder, "c1")))
@@ -87,6 +87,33 @@ async def test_work_that_raises_stops_the_runner_like_a_failing_agent():
     with pytest.raises(RuntimeError, match="a bug"):
         await runner.submit("bob", "b1", work(recorder, "b1"))
     assert recorder.acknowledged == []
+
+
+async def test_no_more_than_limit_run_at_once():
+    recorder, gate = Recorder(), asyncio.Event()
+    runner = KeyedRunner(2, recorder.acknowledge)
+    for name in ("a1", "b1", "c1"):
+        await runner.submit(name[0], name, work(recorder, name, gate))
+    await asyncio.sleep(0.01)
+    assert recorder.log == ["start a1", "start b1"], "c1 waits for a free place"
+    gate.set()
+    await runner.drain()
+    assert recorder.acknowledged == ["a1", "b1", "c1"]
+
+
+async def test_one_long_wait_does_not_stop_other_keys_once_limit_messages_are_done_behind_it():
+    """The stall seen at keyed concurrency 64: a pull waiting minutes on its user's first sync."""
+    recorder, gate = Recorder(), asyncio.Event()
+    runner = KeyedRunner(2, recorder.acknowledge, backlog=8)
+    await runner.submit("ann", "a1", work(recorder, "a1", gate))
+    for n in range(6):
+        await asyncio.wait_for(runner.submit(f"user{n}", f"u{n}", work(recorder, f"u{n}")), 1)
+    await asyncio.sleep(0.01)
+    assert [entry for entry in recorder.log if entry.startswith("end u")] == [f"end u{n}" for n in range(6)]
+    assert recorder.acknowledged == [], "nothing is acknowledged past a1 while a1 waits"
+    gate.set()
+    await runner.drain()
+    assert recorder.acknowledged == ["a1"] + [f"u{n}" for n in range(6)]
 
 
 def test_a_limit_below_one_is_refused():

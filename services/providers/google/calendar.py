@@ -28,7 +28,14 @@ from services.calendar_sync.mapping import (
     google_to_canonical,
 )
 from services.calendar_sync.model import CanonicalEvent, EventTime
-from services.calendar_sync.ports import ChangePage, Channel, NotWritable, ProviderEvent, WriteResult
+from services.calendar_sync.ports import (
+    ChangedMeanwhile,
+    ChangePage,
+    Channel,
+    NotWritable,
+    ProviderEvent,
+    WriteResult,
+)
 from services.calendar_sync.rules import google_event_id
 from services.common.logging import get_logger
 from services.common.ratelimit import TokenBucket, provider_bucket
@@ -67,6 +74,7 @@ class _Write:
     our_id: str
     step: str = "insert"
     send_updates: str = "none"  # "all" only for a participant change the org lets notify
+    if_match: str | None = None  # the linked event's etag: patched only while Google still holds that version
     attempts: int = 0
     outcome: WriteResult | BaseException | None = None
 
@@ -81,8 +89,16 @@ class _Write:
                                                            sendUpdates=self.send_updates)
         event_id = self.linked_id if self.step == "patch_linked" else self.our_id
         body = {k: v for k, v in self.body.items() if k != "iCalUID"}  # fixed at creation
-        return lambda service: service.events().patch(calendarId=calendar_id, eventId=event_id, body=body,
-                                                      sendUpdates=self.send_updates)
+        if_match = self.if_match if self.step == "patch_linked" else None
+
+        def patch(service):
+            request = service.events().patch(calendarId=calendar_id, eventId=event_id, body=body,
+                                             sendUpdates=self.send_updates)
+            if if_match:  # https://developers.google.com/calendar/api/guides/version-resources: 412 if changed
+                request.headers["If-Match"] = if_match
+            return request
+
+        return patch
 
     def next_step(self, error: GoogleApiError) -> bool:
         """Move on after an answer that says where the event is; False when there is no next step."""
@@ -104,6 +120,8 @@ class GoogleCalendarProvider:
     `settings` gives the endpoints and OAuth client; `grant` the user's refresh token; `bucket` the
     user's share of the Calendar quota (open() builds it from Redis and the settings).
     """
+
+    conditional_writes = True  # events.patch honours If-Match (412 conditionNotMet)
 
     def __init__(self, settings: Settings, grant: Grant, org_id: str, user_id: str, bucket: TokenBucket,
                  calendar_id: str = "primary"):
@@ -189,8 +207,12 @@ class GoogleCalendarProvider:
 
     # --- writing ----------------------------------------------------------------------------------
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
-                     notify: bool = False) -> WriteResult:
-        (result,) = await self._upsert([self._write(crm_record_id, event, provider_id, notify)])
+                     notify: bool = False, if_match: str | None = None) -> WriteResult:
+        write = self._write(crm_record_id, event, provider_id, notify)
+        write.if_match = if_match if provider_id else None
+        (result,) = await self._upsert([write])
+        if isinstance(result, GoogleApiError) and result.status == 412:
+            raise ChangedMeanwhile(f"event {provider_id} changed at Google since etag {if_match}") from result
         if isinstance(result, BaseException):
             raise result
         return result

@@ -44,7 +44,10 @@ RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "q
 RESYNC_REASONS = frozenset({"fullSyncRequired", "updatedMinTooLongAgo"})
 BATCH_LIMIT = 50  # calls per batch request: Google allows 1,000, its guides advise 50
 HTTP_TIMEOUT_S = 30.0
-THREADS = 16  # Google calls in flight at once per process, all users together
+# Google calls in flight at once per process, all users together. A call spends nearly all its time waiting
+# for Google's answer (its CPU share is small since KeptResources), so this is what bounds the calls a
+# worker makes per second: 16 held calendar_sync's 64 keyed handlers to 16 calls per round trip.
+THREADS = 64
 CREDENTIALS_KEPT = 1024  # grants whose access token a process keeps
 
 MakeRequest = Callable[[Resource], HttpRequest]
@@ -124,6 +127,26 @@ _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="google-api")
 _per_thread = threading.local()
 
 
+class KeptResources:
+    """A service whose collections (`events()`, `users().messages()` ...) are built once and kept.
+
+    googleapiclient builds a collection anew on every call, every method of it with its docstring
+    (Schemas.prettyPrintSchema): `service.events()` took 7 ms of CPU, many times the call's own share
+    of it, and every provider thread did it for every call, holding the GIL. A collection holds no
+    state of a call, so one per thread (as the service is) serves them all.
+    """
+
+    def __init__(self, resource: Resource):
+        self._resource = resource
+        self._collections = frozenset((getattr(resource, "_resourceDesc", None) or {}).get("resources", {}))
+        self._kept: dict[str, KeptResources] = {}
+
+    def __getattr__(self, name: str):
+        if name not in self._collections:
+            return getattr(self._resource, name)
+        return lambda: self._kept.get(name) or self._kept.setdefault(name, KeptResources(getattr(self._resource, name)()))
+
+
 def _thread_client(settings: Settings, api: str, version: str, endpoint: str) -> tuple[Resource, httplib2.Http]:
     """This thread's service and Http for the API at `endpoint`; they carry no user."""
     name = (api, version, endpoint, settings.provider_ca_bundle)
@@ -133,7 +156,7 @@ def _thread_client(settings: Settings, api: str, version: str, endpoint: str) ->
         http = httplib2.Http(timeout=HTTP_TIMEOUT_S, ca_certs=settings.provider_ca_bundle)
         service = build(api, version, http=http, static_discovery=True, cache_discovery=False,
                         client_options={"api_endpoint": endpoint})
-        client = clients[name] = (service, http)
+        client = clients[name] = (KeptResources(service), http)
     return client
 
 

@@ -86,6 +86,8 @@ class GraphCalendarProvider:
     """One calendar of one mailbox (`calendar_id`, the default calendar when None), synced for one CRM
     user (org_id, user_id)."""
 
+    conditional_writes = False  # the sandbox's Graph does not emulate If-Match on events yet
+
     def __init__(self, client: GraphClient, settings: Settings, *, mailbox: str, org_id: str, user_id: str,
                  calendar_id: str | None = None):
         self.client = client
@@ -281,7 +283,8 @@ class GraphCalendarProvider:
 
     # --- writes -----------------------------------------------------------------------------------
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
-                     notify: bool = False) -> WriteResult:
+                     notify: bool = False, if_match: str | None = None) -> WriteResult:
+        """`if_match` is never given: conditional_writes is False (the engine reads the event first)."""
         result = (await self._upsert([(crm_record_id, event, provider_id)], notify))[0]
         if isinstance(result, Exception):
             raise result

@@ -12,9 +12,13 @@ from __future__ import annotations
 import datetime as dt
 
 from services.calendar_sync.ports import Channel
+from services.common.retry import TransientError, retry_async
 from services.providers.microsoft.graph import GraphClient, GraphError
 
 CHANGE_TYPES = "created,updated,deleted"
+# Graph's answer when the notification URL did not answer its validation request within 10 seconds
+# (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notificationurl-validation).
+VALIDATION_TIMED_OUT = "Subscription validation request timed out"
 # Asked a little short of the maximum, so that a clock a bit behind Graph's is not refused.
 _CLOCK_MARGIN = dt.timedelta(minutes=5)
 
@@ -54,7 +58,18 @@ class Subscriptions:
             "expirationDateTime": self._expiration(),
             "clientState": secret,
         }
-        created = (await self.client.request("POST", "/subscriptions", json=body)).body
+
+        async def attempt():
+            try:
+                return await self.client.request("POST", "/subscriptions", json=body)
+            except GraphError as exc:
+                # Graph's handshake with our notification URL waits 10 s; a busy ingest (many first syncs
+                # opening subscriptions at once) can miss it, and a later try finds it answering.
+                if exc.status == 400 and VALIDATION_TIMED_OUT in str(exc):
+                    raise TransientError(f"Graph could not validate the notification URL in time: {exc}") from exc
+                raise
+
+        created = (await retry_async(attempt, self.client.policy)).body
         return Channel(created["id"], created["resource"], _epoch(created["expirationDateTime"]), secret)
 
     async def renew(self, channel: Channel) -> Channel:
