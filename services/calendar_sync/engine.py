@@ -39,7 +39,7 @@ from services.calendar_sync.model import (
     exception_dates,
     with_exception_date,
 )
-from services.calendar_sync.ports import CalendarProvider, CursorExpired, ProviderEvent
+from services.calendar_sync.ports import CalendarProvider, ChangedMeanwhile, CursorExpired, ProviderEvent
 from services.calendar_sync.series_backlog import SeriesBacklog
 from services.calendar_sync.store import (
     CrmIndex,
@@ -154,14 +154,12 @@ class CalendarEngine:
             log.info("crm change already merged", record_id=change.record_id)
             return SyncReport(skipped=1)
         target, to_crm, conflicts = crm_event, False, ()
-        if current is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY:
-            remote = await provider.find_by_crm_id(change.record_id)
-            if remote is not None and remote.event is not None \
-                    and remote.event.fingerprint() != current.provider_fingerprint:
-                merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
-                                              self._provider_time(remote), provider_holds=_holds(config),
-                                              provider_base=current.provider_snapshot)
-                target, to_crm, conflicts = merge.merged, merge.to_crm, merge.conflicts
+        merges = current is not None and current.snapshot is not None and config.direction == Direction.TWO_WAY
+        # Where the provider writes conditionally, the change is written at once, valid only while the
+        # provider holds the version last synced (its etag); only when refused is the event read to merge.
+        if_match = current.etag if merges and provider.conditional_writes and current.etag else None
+        if merges and if_match is None:
+            target, to_crm, conflicts = await self._merge_with_provider(config, provider, change, current, crm_event)
         provider_id = current.provider_id if current else None
         occurrence = mapping.crm_occurrence(change.fields) if current is None else None
         if occurrence is not None:  # an exception of a series: written over the series' occurrence
@@ -171,11 +169,15 @@ class CalendarEngine:
                             record_id=change.record_id, series_id=occurrence[0])
                 return SyncReport(skipped=1)
         notify = await self._notifies(config, made_by, current, crm_event)
-        result = await provider.upsert(change.record_id, target, provider_id, notify=notify)
+        try:
+            result = await provider.upsert(change.record_id, target, provider_id, notify=notify, if_match=if_match)
+        except ChangedMeanwhile:
+            target, to_crm, conflicts = await self._merge_with_provider(config, provider, change, current, crm_event)
+            result = await provider.upsert(change.record_id, target, provider_id, notify=notify)
         await self._delete_excluded_occurrences(config, provider, current, target, result.provider_id)
         if to_crm:
             await self.crm.update_event(config, change.record_id, target, f"merge:{target.fingerprint()}",
-                                   before=crm_event)
+                                        before=crm_event)
         await self.crm.log_conflicts(config, change.record_id, conflicts)
         written = result.written or target
         await maps.save(EventMapping(change.record_id, result.provider_id, target,
@@ -183,6 +185,18 @@ class CalendarEngine:
                                      written.fingerprint(), result.etag,
                                      crm_modified_at=change.modified_at.isoformat(), provider_snapshot=written), current)
         return SyncReport(pushed=1, conflicts=len(conflicts))
+
+    async def _merge_with_provider(self, config: IntegrationConfig, provider: CalendarProvider, change: CrmChange,
+                                   current: EventMapping, crm_event: CanonicalEvent):
+        """(what to write, whether the CRM must take it too, the clashes): the CRM's change merged three
+        ways with what the provider holds now, when that differs from what we last wrote there."""
+        remote = await provider.find_by_crm_id(change.record_id)
+        if remote is None or remote.event is None or remote.event.fingerprint() == current.provider_fingerprint:
+            return crm_event, False, ()
+        merge = rules.merge_three_way(current.snapshot, crm_event, remote.event, change.modified_at,
+                                      self._provider_time(remote), provider_holds=_holds(config),
+                                      provider_base=current.provider_snapshot)
+        return merge.merged, merge.to_crm, merge.conflicts
 
     # --- the provider's side ----------------------------------------------------------------------
 
