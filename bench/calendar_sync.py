@@ -11,6 +11,8 @@ KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set), the sandbox, ingest, the reference
   - provider -> CRM: the events are in the calendars; the clock runs from enabling until the reference
     CRM holds every one of them (commands applied) and every first sync is done.
   Events are all ahead within the 3-month window and at the 5,000 cap, so nothing is left out.
+  CALENDAR_BENCH_DIRECTIONS (crm_to_provider, provider_to_crm) and CALENDAR_BENCH_SHAPES (1x5000,
+  50x200), comma-separated, run only those cases (unset: all); the latency part still gets its 50 users.
   Events/s, the provider API calls it took (sandbox counters) and calls per event, against the
   sandbox's raw batched insert rate measured twice in the same run, before and after (Google: batches
   of 50 through google-api-python-client, bench/sandbox_calendar.py; Graph: $batch of 20,
@@ -129,6 +131,7 @@ class Bench:
         calls = _delta(before, self.sandbox.counters())
         total = len(users) * per_user
         return {"events": total, "seconds": round(elapsed, 2), "events_per_s": round(total / elapsed, 1),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
                 "api_calls": sum(calls.values()), "api_calls_per_event": round(sum(calls.values()) / total, 3),
                 "api_calls_by_route": dict(calls.most_common(6))}
 
@@ -269,6 +272,8 @@ class Bench:
         for users, per_user in FIRST_SYNCS:
             names = [f"u{n}" for n in range(users)]
             for direction, sync in (("crm_to_provider", self.crm_to_provider), ("provider_to_crm", self.provider_to_crm)):
+                if not _case_chosen(direction, users, per_user):
+                    continue
                 figures, synced = sync(provider, names, per_user)
                 _progress(provider, f"{direction}_{users}x{per_user}", figures)
                 first[f"{direction}_{users}x{per_user}"] = figures
@@ -322,6 +327,16 @@ def _calls_per_change(before: dict[str, int], after: dict[str, int], count: int)
     calls = _delta(before, after)
     return {"api_calls_per_change": round(sum(calls.values()) / count, 2),
             "api_calls_by_route": dict(calls.most_common(5))}
+
+
+def _case_chosen(direction: str, users: int, per_user: int) -> bool:
+    """Whether CALENDAR_BENCH_DIRECTIONS / CALENDAR_BENCH_SHAPES ask for this first sync; the 50-user ones
+    run anyway when the latency part needs their users."""
+    if users == LATENCY_USERS and "latency" in PARTS:
+        return True
+    directions = os.environ.get("CALENDAR_BENCH_DIRECTIONS", "crm_to_provider,provider_to_crm").split(",")
+    shapes = os.environ.get("CALENDAR_BENCH_SHAPES", "1x5000,50x200").split(",")
+    return direction in directions and f"{users}x{per_user}" in shapes
 
 
 def _instant(text: str) -> float:

@@ -17,6 +17,11 @@ class CrmSettings(BaseSettings):
     publish_batch_max_bytes: int = Field(
         900_000, ge=10_000, description="kept under ingest's 1 MiB body limit"
     )
+    publish_linger_ms: int = Field(
+        20, ge=0, le=1000, description="after a batch that did not fill up, how long the publisher lets changes "
+        "gather before it reads again: a burst goes in a few large posts, not hundreds of small ones; a lone "
+        "change after a quiet spell is still posted at once"
+    )
     publisher_lease_s: float = Field(
         10.0, gt=0, description="how long a crashed process's hold on the outbox delays another's"
     )

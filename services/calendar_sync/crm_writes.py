@@ -7,13 +7,16 @@ is known as our own echo and not synced again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from schemas import CrmCommand, CrmModule, UpsertRecord
+from schemas import CrmCommand, CrmModule, IntegrationConfig, UpsertRecord
 from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import Attendee, CanonicalEvent
-from services.calendar_sync.store import CrmIndex, ScopeState
+from services.calendar_sync.ports import ProviderEvent
+from services.calendar_sync.store import CrmIndex, PendingCreation, ScopeState
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -80,3 +83,48 @@ class CrmWrites:
                                   fields={"Email": guest.email, "Last_Name": name, "Lead_Source": "Calendar guest"},
                                   external_ref=f"guest:{guest.email}")
             await self.send(config, action, f"guest:{guest.email}")
+
+
+@dataclass(frozen=True)
+class CrmCreation:
+    """The CRM record a provider event with no CRM record asks for, and how its echo is recognised."""
+
+    correlation_id: str
+    pending: PendingCreation
+    action: UpsertRecord
+    idempotency: str
+
+
+def creation_meeting(remote: ProviderEvent) -> str | None:
+    """The meeting a new provider event is a copy of (its iCalUID), claimed by the first user it is seen
+    for. An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series."""
+    return None if remote.series_id else rules.meeting_key(remote.event)
+
+
+def crm_creation(config: IntegrationConfig, remote: ProviderEvent, own_address: str, owner: str,
+                 series_fields: dict) -> CrmCreation:
+    """The CRM creation for `remote`, owned by `owner` (who claimed its meeting; the user otherwise): a
+    meeting someone else owns gets the user as a participant, not a second record."""
+    event = remote.event
+    meeting = creation_meeting(remote)
+    external_ref = f"meeting:{_digest(meeting)}" if meeting else f"{config.integration.value}:{remote.provider_id}"
+    fields = mapping.canonical_to_crm(event) | series_fields
+    if owner != config.user_id:  # someone else's copy of the meeting exists: join it
+        fields = {"Participants": _with_participant(fields.get("Participants", []), own_address)}
+    fingerprint = event.fingerprint()
+    return CrmCreation(
+        correlation_id=CORRELATION_PREFIX + uuid.uuid4().hex,
+        pending=PendingCreation(config.key, remote.provider_id, event, fingerprint, remote.etag),
+        action=UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref),
+        idempotency=f"create:{remote.provider_id}:{fingerprint}",
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _with_participant(participants: list[dict], address: str) -> list[dict]:
+    if any(str(p.get("Email", "")).lower() == address.lower() for p in participants):
+        return participants
+    return [*participants, {"type": "user", "Email": address.lower(), "name": "", "status": "accepted"}]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,13 +22,13 @@ from schemas import (
     Direction,
     Integration,
     IntegrationConfig,
-    UpsertRecord,
 )
 from services.calendar_sync import mapping, rules, rules_series
 from services.calendar_sync.crm_writes import (
-    CORRELATION_PREFIX,
     CommandPublisher,
     CrmWrites,
+    creation_meeting,
+    crm_creation,
     is_our_correlation,
 )
 from services.calendar_sync.model import (
@@ -46,7 +44,6 @@ from services.calendar_sync.store import (
     EventMapping,
     MappingStore,
     OrgCalendarSettings,
-    PendingCreation,
     PendingCreations,
     ScopeState,
 )
@@ -55,10 +52,6 @@ from services.calendar_sync.whole_calendar import WholeCalendar
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
 
 @dataclass(frozen=True)
 class CrmObservation:
@@ -378,27 +371,15 @@ class CalendarEngine:
             await maps.save(EventMapping(ours, remote.provider_id, event, None, event.fingerprint(), remote.etag,
                                          provider_snapshot=event), None)
             return "linked"
-        # An exception of a series shares the series' iCalUID: it is its own CRM event, tied to the series.
-        meeting = None if remote.series_id else rules.meeting_key(event)
-        owner = config.user_id
-        external_ref = f"{config.integration.value}:{remote.provider_id}"
-        fields = mapping.canonical_to_crm(event)
-        if remote.series_id:
-            fields |= await self._series_fields(maps, remote)
-            if fields["Series_Id"] is None and await self.backlog.keep(config, remote):
-                return "deferred"  # the series' CRM record is being created: created once it is linked
-        if meeting:
-            external_ref = f"meeting:{_digest(meeting)}"
-            owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id)
-            if owner != config.user_id:  # someone else's copy of the meeting exists: join it
-                fields = {"Participants": fields.get("Participants", [])}
-                fields["Participants"] = _with_participant(fields["Participants"], own_address)
-        correlation_id = CORRELATION_PREFIX + uuid.uuid4().hex
-        await self.pending.put(correlation_id, PendingCreation(config.key, remote.provider_id, event,
-                                                               event.fingerprint(), remote.etag))
+        meeting = creation_meeting(remote)
+        series = await self._series_fields(maps, remote) if remote.series_id else {}
+        if remote.series_id and series["Series_Id"] is None and await self.backlog.keep(config, remote):
+            return "deferred"  # the series' CRM record is being created: created once it is linked
+        owner = await self.index.claim_meeting(config.org_id, meeting, config.user_id) if meeting else config.user_id
+        creation = crm_creation(config, remote, own_address, owner, series)
+        await self.pending.put(creation.correlation_id, creation.pending)
         log.debug("crm creation asked", scope=config.key, provider_id=remote.provider_id)
-        action = UpsertRecord(module=CrmModule.EVENTS, owner_id=owner, fields=fields, external_ref=external_ref)
-        await self.crm.send(config, action, f"create:{remote.provider_id}:{event.fingerprint()}", correlation_id)
+        await self.crm.send(config, creation.action, creation.idempotency, creation.correlation_id)
         return "pulled"
 
     async def create_exception(self, config, remote: ProviderEvent, maps: MappingStore) -> str:
@@ -441,9 +422,3 @@ def _holds(config: IntegrationConfig) -> Callable[[CanonicalEvent], CanonicalEve
     if config.integration == Integration.GOOGLE_CALENDAR:
         return lambda event: mapping.fit_google(event).event
     return lambda event: mapping.fit_graph(event).event.model_copy(update={"attendees": ()})
-
-
-def _with_participant(participants: list[dict], address: str) -> list[dict]:
-    if any(str(p.get("Email", "")).lower() == address.lower() for p in participants):
-        return participants
-    return [*participants, {"type": "user", "Email": address.lower(), "name": "", "status": "accepted"}]

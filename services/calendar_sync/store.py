@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import redis.asyncio as aioredis
 
@@ -51,9 +51,10 @@ class EventMapping:
     provider_snapshot: CanonicalEvent | None = None
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Field by field, not asdict(): that deep-copies both events first, only for them to be dumped.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("snapshot", "provider_snapshot"):
-            event = getattr(self, name)
+            event = data[name]
             data[name] = event.model_dump(mode="json") if event else None
         return json.dumps(data)
 
@@ -111,18 +112,59 @@ class MappingStore:
 
     async def save(self, mapping: EventMapping, previous: EventMapping | None) -> EventMapping:
         """Store `mapping` if nobody changed it since `previous` was read; returns it with its new version."""
+        keys, args, saved = self._cas_call(mapping, previous)
+        ok = await self._cas(keys=keys, args=args)
+        if not ok:
+            raise VersionConflict(f"mapping of {mapping.crm_id} changed meanwhile")
+        return saved
+
+    # --- batches: a whole-calendar pass (first sync, resync) reads and writes a page of mappings in one
+    # round trip each, where one event's work takes them one by one ------------------------------------
+    async def by_crm_ids(self, crm_ids: list[str]) -> dict[str, EventMapping]:
+        """The mappings of these CRM records that exist, by CRM id."""
+        if not crm_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for crm_id in crm_ids:
+                pipe.hget(self._crm_key(crm_id), "mapping")
+            raws = await pipe.execute()
+        return {crm_id: EventMapping.from_json(raw) for crm_id, raw in zip(crm_ids, raws) if raw}
+
+    async def by_provider_ids(self, provider_ids: list[str]) -> dict[str, EventMapping]:
+        """The mappings of these provider events that exist, by provider id."""
+        if not provider_ids:
+            return {}
+        crm_ids = await self.redis.mget([self._provider_key(p) for p in provider_ids])
+        linked = {p: c for p, c in zip(provider_ids, crm_ids) if c}
+        found = await self.by_crm_ids(list(dict.fromkeys(linked.values())))
+        return {p: found[c] for p, c in linked.items() if c in found}
+
+    async def save_many(self, pairs: list[tuple[EventMapping, EventMapping | None]]) -> list[EventMapping]:
+        """`save` for each (mapping, previous) pair, all in one round trip; each is compared and set on
+        its own. Raises VersionConflict after the others are stored when one changed meanwhile."""
+        if not pairs:
+            return []
+        saved = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for mapping, previous in pairs:
+                keys, args, new = self._cas_call(mapping, previous)
+                saved.append(new)
+                await self._cas(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        lost = [m.crm_id for m, ok in zip(saved, results) if not ok]
+        if lost:
+            raise VersionConflict(f"mappings of {len(lost)} records changed meanwhile, first {lost[0]}")
+        return saved
+
+    def _cas_call(self, mapping: EventMapping, previous: EventMapping | None) -> tuple[list[str], list[str], EventMapping]:
+        """The compare-and-set script's keys and arguments for saving `mapping` over `previous`."""
         expected = previous.version if previous else 0
         saved = replace(mapping, version=expected + 1)
         stale_reverse = ""
         if previous and previous.provider_id != mapping.provider_id:
             stale_reverse = self._provider_key(previous.provider_id)
-        ok = await self._cas(
-            keys=[self._crm_key(mapping.crm_id), self._provider_key(mapping.provider_id)],
-            args=[str(expected), str(saved.version), saved.to_json(), mapping.crm_id, stale_reverse],
-        )
-        if not ok:
-            raise VersionConflict(f"mapping of {mapping.crm_id} changed meanwhile")
-        return saved
+        keys = [self._crm_key(mapping.crm_id), self._provider_key(mapping.provider_id)]
+        return keys, [str(expected), str(saved.version), saved.to_json(), mapping.crm_id, stale_reverse], saved
 
     async def remove(self, mapping: EventMapping) -> None:
         await self.redis.delete(self._crm_key(mapping.crm_id), self._provider_key(mapping.provider_id))
@@ -240,11 +282,24 @@ class PendingCreations:
         return PendingCreations._for(scope, provider_id)
 
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
-        data = asdict(pending) | {"snapshot": pending.snapshot.model_dump(mode="json")}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
-            pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
+            self._put(pipe, correlation_id, pending)
             await pipe.execute()
+
+    async def put_many(self, creations: list[tuple[str, PendingCreation]]) -> None:
+        """`put` for each (correlation id, creation), in one round trip (a first sync's page)."""
+        if not creations:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for correlation_id, pending in creations:
+                self._put(pipe, correlation_id, pending)
+            await pipe.execute()
+
+    def _put(self, pipe, correlation_id: str, pending: PendingCreation) -> None:
+        data = {f.name: getattr(pending, f.name) for f in fields(pending)}
+        data["snapshot"] = pending.snapshot.model_dump(mode="json")
+        pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
+        pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
 
     async def mark_gone(self, scope: str, provider_id: str) -> bool:
         """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
@@ -339,10 +394,26 @@ class CrmIndex:
         The same meeting on several users' calendars (one iCalUID) becomes one CRM event, owned by
         the first user it was seen for; the others are added as its participants.
         """
-        name = key("calmeeting", org_id, _digest(ical_uid.lower()))
+        name = self._meeting(org_id, ical_uid)
         if await self.redis.set(name, owner_id, nx=True):
             return owner_id
         return await self.redis.get(name)
+
+    async def claim_meetings(self, org_id: str, ical_uids: list[str], owner_id: str) -> dict[str, str]:
+        """`claim_meeting` for each of these meetings, in order and in one round trip: iCalUID -> owner."""
+        if not ical_uids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid in ical_uids:
+                pipe.set(self._meeting(org_id, uid), owner_id, nx=True)
+            for uid in ical_uids:
+                pipe.get(self._meeting(org_id, uid))
+            answers = await pipe.execute()
+        return dict(zip(ical_uids, answers[len(ical_uids):]))
+
+    @staticmethod
+    def _meeting(org_id: str, ical_uid: str) -> str:
+        return key("calmeeting", org_id, _digest(ical_uid.lower()))
 
 
 def _in_sync(entry: dict | None) -> bool | None:
