@@ -163,10 +163,7 @@ class DriveStore:
                content_type: str | None = None) -> DriveFile:
         with self.lock:
             drive = self.drive(account_id)
-            file = self.get(drive, file_id)
-            if file.id in (drive.root_id, drive.app_data_id):
-                raise google_error(403, "insufficientFilePermissions",
-                                   "The user does not have sufficient permissions for this file.")
+            file = self._writable(drive, file_id)
             if "parents" in meta:
                 # files.update: parents move only through addParents/removeParents.
                 raise google_error(403, "fieldNotWritable", "The resource body includes fields which are not "
@@ -205,13 +202,18 @@ class DriveStore:
                 self._record(drive, changed.id)
             return file
 
+    def _writable(self, drive, file_id: str) -> DriveFile:
+        """The file a write names; the root and the appData folder belong to Drive, not to the user."""
+        file = self.get(drive, file_id)
+        if file.id in (drive.root_id, drive.app_data_id):
+            raise google_error(403, "insufficientFilePermissions",
+                               "The user does not have sufficient permissions for this file.")
+        return file
+
     def delete(self, account_id: str, file_id: str) -> None:
         with self.lock:
             drive = self.drive(account_id)
-            file = self.get(drive, file_id)
-            if file.id in (drive.root_id, drive.app_data_id):
-                raise google_error(403, "insufficientFilePermissions",
-                                   "The user does not have sufficient permissions for this file.")
+            file = self._writable(drive, file_id)
             for gone in [file, *self.descendants(drive, file.id)]:
                 drive.files.pop(gone.id, None)
                 self._record(drive, gone.id, removed=True)
