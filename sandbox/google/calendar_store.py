@@ -116,6 +116,17 @@ class CalendarStore:
         self._last_micros = max(time.time_ns() // 1000, self._last_micros + 1)
         return self._last_micros
 
+    def _rewrite_micros(self, previous: dict) -> int:
+        """A write of an existing event: `updated` shows milliseconds only, so two writes of one event in
+        the same millisecond would show the same `updated`; the later one moves to the next millisecond,
+        as each of Google's writes shows a later `updated` than the one before."""
+        now = self._now_micros()
+        before = int(previous.get("etag", '"0"').strip('"') or 0)
+        if now // 1000 <= before // 1000:
+            now = (before // 1000 + 1) * 1000
+            self._last_micros = max(self._last_micros, now)
+        return now
+
     # --- calendars and the calendar list ------------------------------------------------------------
     def account_list(self, account: Account) -> AccountList:
         """The account's calendar list; its primary calendar (id = its address) exists from the start."""
@@ -295,7 +306,7 @@ class CalendarStore:
             sequence = _sequence(clean.fields.get("sequence"), old.get("sequence", 0))
             if sequence == old.get("sequence", 0) and any(old.get(f) != clean.fields.get(f) for f in SIGNIFICANT_FIELDS):
                 sequence += 1
-            now = self._now_micros()
+            now = self._rewrite_micros(old)
             resource = self._resource(entry, account, event_id, clean.fields, _created_micros(old), now)
             resource["iCalUID"] = old["iCalUID"]
             resource["sequence"] = sequence
@@ -325,7 +336,7 @@ class CalendarStore:
     def _cancel(self, calendar: Calendar, current: StoredEvent) -> None:
         resource = dict(current.resource)
         resource["status"] = "cancelled"
-        now = self._now_micros()
+        now = self._rewrite_micros(current.resource)
         resource["etag"], resource["updated"] = f'"{now}"', format_instant_ms(now)
         current.resource, current.seq = resource, calendar.next_seq()
         calendar.events[resource["id"]] = current
