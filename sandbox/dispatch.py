@@ -68,8 +68,13 @@ class RouteTable:
     their template so that a Graph call does not try every Google route first.
     """
 
+    # Calls already resolved, by (method, path): a batch's parts mostly share one path, and a regex match
+    # per part was a few percent of a batched insert. Paths carry ids, so the memory is bounded.
+    CACHED_CALLS = 4096
+
     def __init__(self, app):
         self.app = app
+        self._resolved: dict[tuple[str, str], Resolved] = {}
         self._entries: list[_Entry] | None = None
         self._by_segment: dict[str, list[_Entry]] = {}
         self._any_segment: list[_Entry] = []
@@ -93,6 +98,18 @@ class RouteTable:
         return entries
 
     def resolve(self, method: str, path: str) -> Resolved:
+        """The call's route; its `path_params` are shared by every call of the same path: read, never
+        written."""
+        key = (method, path)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._match(method, path)
+            if len(self._resolved) >= self.CACHED_CALLS:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _match(self, method: str, path: str) -> Resolved:
         if self._entries is None:
             self._entries = self._build()
         for entry in self._by_segment.get(_first_segment(path), self._any_segment):
