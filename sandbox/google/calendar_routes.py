@@ -10,7 +10,8 @@ parse errors.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+from functools import lru_cache
+from urllib.parse import parse_qs, quote
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -125,13 +126,16 @@ def send_updates_param(request: Request) -> str | None:
     query = request.scope["query_string"]
     if b"send" not in query:  # most calls: skip parsing the query string
         return None
-    if b"%" in query or b"+" in query:
-        params = request.query_params
-    else:  # nothing to unquote: the last value of each name, as query_params gives it, at a fraction of its cost
-        params = dict(pair.partition("=")[::2] for pair in query.decode("latin-1").split("&") if pair)
-    value = params.get("sendUpdates")
+    return _send_updates(query)
+
+
+@lru_cache(maxsize=64)
+def _send_updates(query: bytes) -> str | None:
+    """By query string: a client sends the same few again and again (each insert of a batch, say)."""
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    value = params["sendUpdates"][-1] if "sendUpdates" in params else None  # the last, as query_params gives it
     if value is None and "sendNotifications" in params:
-        value = "all" if params["sendNotifications"] == "true" else "none"
+        value = "all" if params["sendNotifications"][-1] == "true" else "none"
     return value
 
 
