@@ -49,7 +49,7 @@ def _folded_headers(block: bytes) -> list[tuple[bytes, bytes]]:
     for line in block.split(b"\n"):
         if line[:1] in (b" ", b"\t") and headers:
             name, value = headers[-1]
-            headers[-1] = (name, value + b" " + line.strip())
+            headers[-1] = (name, (value + b" " + line.strip()).strip())
             continue
         name, colon, value = line.partition(b":")
         if colon:
