@@ -119,7 +119,8 @@ def _response_part(boundary: bytes, part: BatchPart, answer: Answer) -> bytes:
     resource has one, Content-Length) and body."""
     content_id = part.content_id or ""
     inner = content_id[1:-1] if content_id.startswith("<") and content_id.endswith(">") else content_id
-    headers = b"".join(k + b": " + v + b"\r\n" for k, v in answer.headers if k.lower() != b"content-length")
+    # ASGI header names are lower-case: the call's own Content-Length is left out for the one written here
+    headers = b"".join(k + b": " + v + b"\r\n" for k, v in answer.headers if k != b"content-length")
     return _PART % (boundary, inner.encode(), answer.status, _PHRASES.get(answer.status, b""), headers,
                     len(answer.body), answer.body)
 
