@@ -177,12 +177,13 @@ def normalize_reminders(raw: Any) -> dict:
         )
     cleaned = []
     for index, item in enumerate(overrides):
-        where = f"reminders.overrides[{index}]"
         if not isinstance(item, dict) or item.get("method") not in REMINDER_METHODS:
-            raise invalid(f"Invalid value for: {where}.method", f"{where}.method")
+            where = f"reminders.overrides[{index}].method"
+            raise invalid(f"Invalid value for: {where}", where)
         minutes = item.get("minutes")
         if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_REMINDER_MINUTES:
-            raise invalid(f"Invalid value for: {where}.minutes", f"{where}.minutes")
+            where = f"reminders.overrides[{index}].minutes"
+            raise invalid(f"Invalid value for: {where}", where)
         cleaned.append({"method": item["method"], "minutes": minutes})
     body: dict = {"useDefault": use_default}
     if cleaned:
