@@ -39,8 +39,8 @@ def _headers(block: bytes) -> list[tuple[bytes, bytes]]:
     headers = []
     for line in block.split(b"\n"):
         name, colon, value = line.partition(b":")
-        if colon:
-            headers.append((name.strip().lower(), value.strip()))
+        if colon:  # no space may come between a name and its colon (RFC 9112 section 5.1)
+            headers.append((name.lower(), value.strip()))
     return headers
 
 
