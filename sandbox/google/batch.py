@@ -64,9 +64,11 @@ def _content_id(part_head: bytes) -> str | None:
     if at == -1:
         return None
     end = part_head.find(b"\n", at)
+    if end == -1:
+        end = len(part_head)
     if (at and part_head[at - 1] != 10) or part_head[end + 1:end + 2] in (b" ", b"\t"):
         return next((v.decode() for k, v in _headers(part_head) if k == b"content-id"), None)
-    return part_head[at + 11:end if end != -1 else len(part_head)].strip().decode()
+    return part_head[at + 11:end].strip().decode()
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
