@@ -57,11 +57,11 @@ async def serve(config: SandboxConfig, http_port: int, https_port: int) -> None:
     """Serve until SIGINT or SIGTERM, then let both servers finish their requests."""
     import signal
 
-    _, _, servers = build_servers(config, http_port, https_port)
+    sandbox, _, servers = build_servers(config, http_port, https_port)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: [setattr(s, "should_exit", True) for s in servers])
-    await asyncio.gather(*(s.serve() for s in servers))
+    await _gather(sandbox, servers)
 
 
 def run_servers(main) -> None:
@@ -74,7 +74,7 @@ def start_in_thread(config: SandboxConfig, http_port: int, https_port: int, time
     """Start both servers on a background thread and return once they accept connections."""
     sandbox, tls, servers = build_servers(config, http_port, https_port)
     thread = threading.Thread(
-        target=lambda: run_servers(_gather(servers)), name="sandbox", daemon=True
+        target=lambda: run_servers(_gather(sandbox, servers)), name="sandbox", daemon=True
     )
     thread.start()
     running = RunningSandbox(
@@ -91,5 +91,8 @@ def start_in_thread(config: SandboxConfig, http_port: int, https_port: int, time
     return running
 
 
-async def _gather(servers: list[uvicorn.Server]) -> None:
-    await asyncio.gather(*(s.serve() for s in servers))
+async def _gather(sandbox, servers: list[uvicorn.Server]) -> None:
+    try:
+        await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        await sandbox.state.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +50,7 @@ class SandboxState:
     access_token_lifetime_s: int = 3600
     lock: threading.RLock = field(default_factory=threading.RLock)
     _reset_hooks: list[Callable[[], None]] = field(default_factory=list)
+    _close_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     # --- accounts -------------------------------------------------------------------------------
     def create_account(
@@ -133,6 +134,15 @@ class SandboxState:
     # --- lifecycle ------------------------------------------------------------------------------
     def on_reset(self, hook: Callable[[], None]) -> None:
         self._reset_hooks.append(hook)
+
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """`hook` runs on the servers' loop once they have stopped: connection pools opened on that loop
+        must close on it."""
+        self._close_hooks.append(hook)
+
+    async def close(self) -> None:
+        for hook in self._close_hooks:
+            await hook()
 
     def reset(self) -> None:
         with self.lock:

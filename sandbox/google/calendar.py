@@ -14,6 +14,7 @@ def routers(sandbox) -> list[APIRouter]:
     channels = ChannelRegistry(sandbox.config.google_channel_default_ttl_s)
     sandbox.state.on_reset(store.reset)
     sandbox.state.on_reset(channels.reset)
+    sandbox.state.on_close(channels.aclose)
     # The API first: the router tries included routers in order, and API calls are the hot path.
     return [
         calendar_routes.router(sandbox, store, channels),

@@ -192,6 +192,7 @@ class ChannelRegistry:
             try:
                 async with self._http().post(channel.address, headers=headers) as response:
                     outcome: int | str = response.status
+                    await response.read()  # a connection is reused only once its answer is read
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcome = type(exc).__name__
             channel.deliveries.append(
@@ -199,6 +200,11 @@ class ChannelRegistry:
             )
             if outcome not in RETRIED:
                 return
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def _http(self) -> aiohttp.ClientSession:
         # aiohttp rather than httpx: at 100 changes a second httpx's pool took over half of the sandbox's CPU

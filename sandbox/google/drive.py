@@ -19,6 +19,7 @@ def routers(sandbox) -> list[APIRouter]:
     channels = ChannelRegistry(CHANGES_CHANNEL_MAX_TTL_S)
     for hook in (store.reset, sessions.reset, channels.reset):
         sandbox.state.on_reset(hook)
+    sandbox.state.on_close(channels.aclose)
     control = APIRouter(prefix="/_sandbox/google/drive", tags=["sandbox control"])
 
     @control.get("/channels")
