@@ -16,6 +16,7 @@ from services.common.ratelimit import provider_bucket
 from services.common.settings import Settings
 from services.common.tokens import Grant
 from services.providers.microsoft.calendar import GraphCalendarProvider
+from services.providers.microsoft.calendar_records import KnownRecords
 from services.providers.microsoft.graph import GraphClient, http_client
 from services.providers.microsoft.tokens import MsalTokens
 
@@ -28,6 +29,7 @@ class GraphConnections:
         self.redis = redis
         self.http: httpx.AsyncClient = http_client(settings)
         self._tokens: collections.OrderedDict[tuple, MsalTokens] = collections.OrderedDict()
+        self.known_records = KnownRecords()  # which CRM record each event is, learnt across messages
 
     def tokens(self, grant: Grant) -> MsalTokens:
         """The grant's token source; a grant stored again with a new refresh token gets a new one."""
@@ -53,7 +55,8 @@ class GraphConnections:
             raise ValueError("an app-only grant needs the mailbox to act on")
         mailbox = mailbox or grant.account_email
         return GraphCalendarProvider(self.client(grant, mailbox), self.settings, mailbox=mailbox,
-                                     org_id=org_id, user_id=user_id, calendar_id=calendar_id)
+                                     org_id=org_id, user_id=user_id, calendar_id=calendar_id,
+                                     known=self.known_records)
 
     async def aclose(self) -> None:
         await self.http.aclose()

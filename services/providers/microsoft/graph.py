@@ -78,6 +78,7 @@ class BatchRequest:
     method: str
     url: str  # relative to /v1.0, with its query string: "/users/{id}/events/{eid}?$select=id"
     body: dict | None = None
+    headers: dict[str, str] | None = None  # e.g. If-Match
 
 
 def error_of(response: GraphResponse, what: str) -> Exception:
@@ -210,12 +211,17 @@ class GraphClient:
         if len(chunk) == 1:  # a batch of one is a plain call: no envelope, the same answer
             only = chunk[0]
             # retry_async only retries what _send raises (the network); statuses go back to _batch_chunk.
-            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body), self.policy)]
+            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers),
+                                      self.policy)]
         parts = []
         for number, item in enumerate(chunk):
             part: dict = {"id": str(number), "method": item.method, "url": item.url}
+            headers = dict(item.headers or {})
             if item.body is not None:
-                part.update(body=item.body, headers={"Content-Type": "application/json"})
+                part["body"] = item.body
+                headers["Content-Type"] = "application/json"
+            if headers:
+                part["headers"] = headers
             parts.append(part)
 
         async def attempt() -> GraphResponse:
