@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 
-import httpx
 import redis.asyncio as aioredis
 
 from services.common.ratelimit import provider_bucket
@@ -17,7 +16,8 @@ from services.common.settings import Settings
 from services.common.tokens import Grant
 from services.providers.microsoft.calendar import GraphCalendarProvider
 from services.providers.microsoft.calendar_records import KnownRecords
-from services.providers.microsoft.graph import GraphClient, http_client
+from services.providers.microsoft.graph import GraphClient
+from services.providers.microsoft.graph_http import GraphHttp
 from services.providers.microsoft.tokens import MsalTokens
 
 _MAX_GRANTS = 10_000  # token sources kept; the least recently used go first
@@ -27,7 +27,7 @@ class GraphConnections:
     def __init__(self, settings: Settings, redis: aioredis.Redis):
         self.settings = settings
         self.redis = redis
-        self.http: httpx.AsyncClient = http_client(settings)
+        self.http = GraphHttp(settings)
         self._tokens: collections.OrderedDict[tuple, MsalTokens] = collections.OrderedDict()
         self.known_records = KnownRecords()  # which CRM record each event is, learnt across messages
 
