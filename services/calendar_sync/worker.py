@@ -76,7 +76,8 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
     async with runtime.lock(config.key), runtime.unit_of_work():
         if not lifecycle and runtime.pulled_since(config.key, record.received_at):
             return  # a pull begun after this notification arrived has taken its change in
-        if not lifecycle and runtime.pulled_since(config.key, time.monotonic() - ECHO_SKIP_MAX_S) \
+        if not lifecycle and notification.change_type != "deleted" \
+                and runtime.pulled_since(config.key, time.monotonic() - ECHO_SKIP_MAX_S) \
                 and await runtime.engine.is_own_echo(config, notification.item_id, notification.item_etag):
             return  # our own write's echo: the next pull brings it and drops it; no delta round for it alone
         try:
