@@ -88,11 +88,11 @@ async def _handle(request: Request, ctx: IngestContext, kind: NotificationKind) 
             integration=subscription.integration,
             delivery_id=_delivery_id(raw_item),
             channel_id=item.subscriptionId,
+            item_id=_text((item.resourceData or {}).get("id")),
+            item_etag=_text((item.resourceData or {}).get("@odata.etag")),
             change_type=item.changeType,
             lifecycle_event=item.lifecycleEvent,
             resource_id=item.resource,
-            item_id=_text((item.resourceData or {}).get("id")),
-            item_etag=_text((item.resourceData or {}).get("@odata.etag")),
             received_at=dt.datetime.now(dt.timezone.utc),
         )
         await publish_once(ctx, notification)
