@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 
+import mode
+
 from schemas import (
     CrmChange, CrmModule, Direction, Integration, IntegrationConfig, NotificationKind, ProviderNotification, SyncJob,
     SyncJobKind,
@@ -178,6 +180,14 @@ async def _disable(config: IntegrationConfig) -> None:
 def _disabled_placeholder(job: SyncJob) -> IntegrationConfig:
     return IntegrationConfig(org_id=job.org_id, user_id=job.user_id, integration=job.integration,
                              updated_at=job.requested_at)
+
+
+@app.service
+class ProviderPools(mode.Service):
+    """Closes the providers' HTTP pools (Graph's aiohttp session) when the worker stops."""
+
+    async def on_stop(self) -> None:
+        await runtime.providers.aclose()
 
 
 @app.timer(interval=300.0)
