@@ -34,6 +34,9 @@ class ProviderNotification(Message):
     resource_state: str | None = Field(None, description="Google: sync, exists, not_exists")
     message_number: int | None = None
     change_type: str | None = Field(None, description="Graph: created, updated, deleted")
+    item_id: str | None = Field(None, max_length=512, description="Graph: the changed item's id (resourceData.id)")
+    item_etag: str | None = Field(None, max_length=512,
+                                  description="Graph: the changed item's etag (resourceData @odata.etag)")
     lifecycle_event: Literal["reauthorizationRequired", "missed", "subscriptionRemoved"] | None = None
     history_id: int | None = Field(None, description="Gmail: the mailbox's history id at the push")
     received_at: AwareDatetime

@@ -72,6 +72,23 @@ def _new_event_id() -> str:
     return "AAMkAGI" + base64.urlsafe_b64encode(secrets.token_bytes(30)).decode().rstrip("=")
 
 
+def check_if_match(record: dict, if_match: str | None) -> None:
+    """A write with `If-Match` applies only while the item's etag (its changeKey) is that one; else 412
+    ErrorIrresolvableConflict, the body Graph answers for a stale change key (mguessan/davmail issue 491,
+    analogdotnow/Analog pull request 475 for event PATCHes). Weak and strong forms compare alike."""
+    if not if_match or if_match.strip() == "*":
+        return
+    if _etag_value(if_match) != record["changeKey"]:
+        raise graph_error(412, "ErrorIrresolvableConflict",
+                          "The send or update operation could not be performed because the change key passed in "
+                          "the request does not match the current change key for the item.")
+
+
+def _etag_value(etag: str) -> str:
+    etag = etag.strip()
+    return etag.removeprefix("W/").strip('"')
+
+
 def _not_found():
     return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
@@ -136,9 +153,10 @@ class EventStore:
             self._publish(change)
         return record, True
 
-    def update(self, account, event_id: str, body: dict) -> dict:
+    def update(self, account, event_id: str, body: dict, if_match: str | None = None) -> dict:
         with self.lock:
             current = self.get(account.id, event_id)
+            check_if_match(current, if_match)
             record = event_model.apply_write(current, body)
             record.update(lastModifiedDateTime=now_stamp(), changeKey=secrets.token_urlsafe(18))
             self._append(event_id, record)
@@ -194,7 +212,8 @@ class EventStore:
         self._append(master["id"], record)
         return record
 
-    def write_occurrence(self, account, event_id: str, body: dict) -> tuple[dict, series.Instance]:
+    def write_occurrence(self, account, event_id: str, body: dict,
+                         if_match: str | None = None) -> tuple[dict, series.Instance]:
         """PATCH of an occurrence: it becomes (or stays) an exception with the same id."""
         if isinstance(body, dict) and body.get("recurrence") is not None:
             raise graph_error(400, "ErrorInvalidRequest", "The recurrence of an occurrence or exception can't be set.")
@@ -202,6 +221,7 @@ class EventStore:
             master, instance = self.occurrence(account.id, event_id) or (None, None)
             if master is None:
                 raise _not_found()
+            check_if_match(series.instance_record(master, instance), if_match)
             exception = event_model.apply_write(series.instance_record(master, instance), body)
             if series.crosses_neighbours(master, instance.stamp, exception["start"]):
                 raise graph_error(400, "ErrorOccurrenceCrossingBoundary",

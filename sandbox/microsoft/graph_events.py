@@ -147,10 +147,11 @@ def router(sandbox, events: EventStore) -> APIRouter:
     @api.patch("/me/events/{event_id}")
     async def update_event(request: Request, event_id: str, body: Annotated[dict, Body()], user_id: str = "me"):
         _, account = mailbox_owner(sandbox, request, user_id)
+        if_match = request.headers.get("if-match")  # 412 when stale: event_store.check_if_match
         if events.occurrence(account.id, event_id) is not None:
-            master, instance = events.write_occurrence(account, event_id, body)
+            master, instance = events.write_occurrence(account, event_id, body, if_match)
             return entity(request, account.id, master, instance=instance)
-        return entity(request, account.id, events.update(account, event_id, body))
+        return entity(request, account.id, events.update(account, event_id, body, if_match))
 
     @api.delete("/users/{user_id}/events/{event_id}", status_code=204)
     @api.delete("/me/events/{event_id}", status_code=204)

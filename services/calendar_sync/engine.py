@@ -193,6 +193,15 @@ class CalendarEngine:
 
     # --- the provider's side ----------------------------------------------------------------------
 
+    async def is_own_echo(self, config: IntegrationConfig, item_id: str | None, item_etag: str | None) -> bool:
+        """Whether a notification names an event at the version we last synced (our own write coming back,
+        or a change pulled already): its etag is the one on the event's mapping. Graph names the item;
+        Google does not (never an echo here)."""
+        if not item_id or not item_etag:
+            return False
+        current = await MappingStore(self.redis, config.key).by_provider_id(item_id)
+        return current is not None and current.etag == item_etag
+
     async def pull(self, config: IntegrationConfig, provider: CalendarProvider, own_address: str) -> SyncReport:
         """A push said something changed: pull the changes since the cursor (a full sync without one)."""
         state = ScopeState(self.redis, config.key)

@@ -10,6 +10,10 @@ A timer turns channels about to expire into renewal jobs.
 """
 from __future__ import annotations
 
+import time
+
+import mode
+
 from schemas import (
     CrmChange, CrmModule, Direction, Integration, IntegrationConfig, NotificationKind, ProviderNotification, SyncJob,
     SyncJobKind,
@@ -24,6 +28,9 @@ from services.common.worker import FaustPublisher, handled_agent, new_worker_app
 NAME = "calendar_sync"
 CRM_EVENTS = TopicSpec("calendar_sync.crm_events", purpose="CRM event changes re-keyed org:owner:integration")
 WATCH_RENEWAL_MARGIN_S = 3600.0
+# An echo skips its pull only while the user's delta token was used this recently: a calendar only we
+# write to still pulls now and then, so the token never ages out (a 410 would cost a full resync).
+ECHO_SKIP_MAX_S = 600.0
 
 settings = get_settings()
 app = new_worker_app(NAME, settings)
@@ -71,6 +78,10 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
     async with runtime.lock(config.key), runtime.unit_of_work():
         if not lifecycle and runtime.pulled_since(config.key, record.received_at):
             return  # a pull begun after this notification arrived has taken its change in
+        if not lifecycle and notification.change_type != "deleted" \
+                and runtime.pulled_since(config.key, time.monotonic() - ECHO_SKIP_MAX_S) \
+                and await runtime.engine.is_own_echo(config, notification.item_id, notification.item_etag):
+            return  # our own write's echo: the next pull brings it and drops it; no delta round for it alone
         try:
             provider, address = await runtime.open_provider(config, grant)
             if lifecycle:
@@ -169,6 +180,14 @@ async def _disable(config: IntegrationConfig) -> None:
 def _disabled_placeholder(job: SyncJob) -> IntegrationConfig:
     return IntegrationConfig(org_id=job.org_id, user_id=job.user_id, integration=job.integration,
                              updated_at=job.requested_at)
+
+
+@app.service
+class ProviderPools(mode.Service):
+    """Closes the providers' HTTP pools (Graph's aiohttp session) when the worker stops."""
+
+    async def on_stop(self) -> None:
+        await runtime.providers.aclose()
 
 
 @app.timer(interval=300.0)

@@ -35,6 +35,8 @@ class GraphNotification(BaseModel):
     changeType: str | None = None
     resource: str | None = None
     lifecycleEvent: Literal["reauthorizationRequired", "missed", "subscriptionRemoved"] | None = None
+    # The changed item: its id and etag (https://learn.microsoft.com/graph/outlook-change-notifications-overview).
+    resourceData: dict | None = None
 
 
 class GraphNotificationBatch(BaseModel):
@@ -45,6 +47,11 @@ class GraphNotificationBatch(BaseModel):
 def _delivery_id(raw: dict) -> str:
     """Graph has no delivery id; a redelivery repeats the notification byte for byte in content."""
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _text(value: object) -> str | None:
+    """A resourceData string kept as it came; anything else (or a value too long for the bus) dropped."""
+    return value if isinstance(value, str) and 0 < len(value) <= 512 else None
 
 
 async def _handle(request: Request, ctx: IngestContext, kind: NotificationKind) -> Response:
@@ -81,6 +88,8 @@ async def _handle(request: Request, ctx: IngestContext, kind: NotificationKind) 
             integration=subscription.integration,
             delivery_id=_delivery_id(raw_item),
             channel_id=item.subscriptionId,
+            item_id=_text((item.resourceData or {}).get("id")),
+            item_etag=_text((item.resourceData or {}).get("@odata.etag")),
             change_type=item.changeType,
             lifecycle_event=item.lifecycleEvent,
             resource_id=item.resource,

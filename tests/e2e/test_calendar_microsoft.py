@@ -101,6 +101,10 @@ def graph_event_writes(stack) -> int:
                if route.split(" ")[0] in ("POST", "PATCH") and "/events" in route)
 
 
+def delta_rounds(stack) -> int:
+    return stack.calls().get("GET /v1.0/users/{user_id}/calendarView/delta", 0)
+
+
 # --- both ways ----------------------------------------------------------------------------------
 
 
@@ -329,12 +333,15 @@ def test_our_own_writes_coming_back_are_dropped(calendar_stack, kafka_bootstrap)
     org, ann = connected(stack)
     record = stack.crm.create_event(org, "ann", **EVENT)
     event = one_outlook_event(stack, ann)
-    writes = graph_event_writes(stack)
+    writes, rounds = graph_event_writes(stack), delta_rounds(stack)
     stack.crm.update(org, "Events", record["id"], Event_Title="Second")
     wait_for(lambda: ann.events()[0]["subject"] == "Second", 45, what="the update in Outlook")
     ann.patch(event["id"], {"body": {"contentType": "text", "content": "sentinel"}})
     wait_for(lambda: crm_record(stack, org, record["id"])["fields"]["Description"] == "sentinel", 45,
              what="the sentinel in the CRM")
+    # The notifications of our own writes name the version we wrote: no delta round of their own. The
+    # sentinel's round brings them along, with the sentinel.
+    assert delta_rounds(stack) - rounds == 1, stack.calls()
     # Notifications of one user come in order: the echoes of the create and of "Second" were pulled before
     # the sentinel was; each was recognised as ours and dropped, not written back to the CRM.
     commands = [c for c in map(CrmCommand.from_bytes, (r.value for r in read_topic(kafka_bootstrap, "crm.commands")))

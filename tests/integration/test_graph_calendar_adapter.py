@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.calendar_sync.model import Attendee, CanonicalEvent, EventTime
-from services.calendar_sync.ports import AuthFailed, CursorExpired, WriteResult
+from services.calendar_sync.ports import AuthFailed, ChangedMeanwhile, CursorExpired, WriteResult
 from services.common.ratelimit import RateLimited
 from services.common.settings import Settings
 from services.common.state import connect
@@ -27,6 +27,7 @@ TOKEN = "/oauth2/v2.0/token"
 BATCH = "POST /v1.0/$batch"
 LIST_EVENTS = "GET /v1.0/users/{user_id}/events"
 CREATE_EVENT = "POST /v1.0/users/{user_id}/events"
+READ_EVENT = "GET /v1.0/users/{user_id}/events/{event_id}"
 
 
 # --- arranging -------------------------------------------------------------------------------------
@@ -237,6 +238,37 @@ async def test_a_first_sync_finds_our_events_among_many_with_one_listing(sandbox
     assert counted(sandbox, "GET /v1.0/users/{user_id}/events/{event_id}") == reads_before
 
 
+async def test_incremental_rounds_read_again_only_events_this_process_never_learnt(sandbox, connections, user,
+                                                                                     provider, outlook):
+    """Our own write's echo and an edit of an event seen before come as delta reported them, with their CRM
+    record id, unread; another worker (a process that never saw them) reads them once."""
+    users_event = outlook.add("The user's")
+    _, cursor = await drain(provider)
+    written = await provider.upsert("rec-1", meeting("From the CRM"), None)
+    outlook.api.patch(f"{outlook.events_url}/{users_event['id']}", json={"subject": "The user's, renamed"})
+    reads, batches = counted(sandbox, READ_EVENT), counted(sandbox, BATCH)
+
+    pages, after = await drain(provider, cursor)
+    changes = {e.provider_id: e for p in pages for e in p}
+    assert (changes[written.provider_id].crm_record_id, changes[written.provider_id].event.title) == ("rec-1", "From the CRM")
+    assert changes[written.provider_id].etag == written.etag
+    assert (changes[users_event["id"]].crm_record_id, changes[users_event["id"]].event.title) == \
+        (None, "The user's, renamed")
+    assert (counted(sandbox, READ_EVENT), counted(sandbox, BATCH)) == (reads, batches)
+
+    another_worker = GraphConnections(connections.settings, connections.redis)
+    try:
+        elsewhere = another_worker.calendar(delegated(user), org_id=ORG, user_id=USER)
+        pages, _ = await drain(elsewhere, cursor)
+    finally:
+        await another_worker.aclose()
+    assert {e.provider_id: e.crm_record_id for p in pages for e in p} == {written.provider_id: "rec-1",
+                                                                          users_event["id"]: None}
+    assert counted(sandbox, BATCH) == batches + 1, "both read, in one batch"
+    pages, _ = await drain(provider, after)
+    assert pages == [[]]
+
+
 async def test_a_series_comes_as_one_event_with_its_rule(provider, outlook):
     start = at(1)
     daily = {"pattern": {"type": "daily", "interval": 1},
@@ -308,6 +340,17 @@ async def test_a_lost_mapping_is_found_by_the_extended_property(provider, outloo
     assert (found.provider_id, found.crm_record_id) == (written.provider_id, "rec-1")
     assert found.event.title == "Demo, renamed"
     assert await provider.find_by_crm_id("rec-unknown") is None
+
+
+async def test_a_write_on_a_stale_etag_is_changed_meanwhile_and_writes_nothing(provider, outlook):
+    written = await provider.upsert("rec-1", meeting("Demo"), None)
+    current = await provider.upsert("rec-1", meeting("Demo, from the CRM"), written.provider_id, if_match=written.etag)
+    assert current.etag != written.etag and current.written.title == "Demo, from the CRM"
+    outlook.api.patch(f"{outlook.events_url}/{written.provider_id}", json={"subject": "Demo, edited in Outlook"})
+
+    with pytest.raises(ChangedMeanwhile):
+        await provider.upsert("rec-1", meeting("Demo, lost"), written.provider_id, if_match=current.etag)
+    assert [e["subject"] for e in outlook.events()] == ["Demo, edited in Outlook"]
 
 
 async def test_updating_an_event_deleted_in_outlook_creates_it_again(provider, outlook):

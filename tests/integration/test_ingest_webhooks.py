@@ -137,7 +137,8 @@ def graph_subscription(redis_url, org: str, subscription_id: str, client_state: 
 def graph_item(subscription_id: str, client_state: str, event_id: str, **extra) -> dict:
     return {"subscriptionId": subscription_id, "clientState": client_state, "changeType": "updated",
             "resource": f"Users/u2/Events/{event_id}", "tenantId": "t",
-            "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "id": event_id}, **extra}
+            "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "id": event_id,
+                             "@odata.etag": f'W/"ck-{event_id}"'}, **extra}
 
 
 def test_graph_validation_handshake_echoes_the_token_as_plain_text(ingest):
@@ -162,6 +163,8 @@ def test_graph_notification_with_wrong_client_state_among_good_ones_is_refused_a
     assert refused_count(ingest, "microsoft_graph", "bad_client_state") == before + 1
     published = notifications_for(kafka_bootstrap, org)
     assert sorted(n.resource_id for n in published) == ["Users/u2/Events/e1", "Users/u2/Events/e3"]
+    # The item and its version: what lets the worker tell its own write's echo without a pull.
+    assert sorted((n.item_id, n.item_etag) for n in published) == [("e1", 'W/"ck-e1"'), ("e3", 'W/"ck-e3"')]
 
     # Graph redelivers the same notification when it did not get a 2xx in time: published once.
     assert httpx.post(f"{ingest.url}/v1/webhooks/graph", json={"value": [body["value"][0]]}).status_code == 202

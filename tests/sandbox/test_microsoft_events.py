@@ -31,6 +31,28 @@ def test_event_crud_changes_the_change_key_on_each_write(sandbox):
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "ErrorItemNotFound"
 
 
+def test_patch_with_a_stale_if_match_is_refused_412_and_changes_nothing(sandbox):
+    ann = new_user(sandbox, "ann@contoso.test")
+    api = graph(sandbox, ann["access_token"])
+    event = api.post("/me/events", json=event_body("Kick-off")).json()
+    moved = api.patch(f"/me/events/{event['id']}", json={"subject": "Moved"}, headers={"If-Match": event["@odata.etag"]})
+    assert moved.status_code == 200, moved.text
+
+    stale = api.patch(f"/me/events/{event['id']}", json={"subject": "Lost"}, headers={"If-Match": event["@odata.etag"]})
+    assert stale.status_code == 412
+    assert stale.json()["error"]["code"] == "ErrorIrresolvableConflict"
+    assert "change key passed in the request does not match" in stale.json()["error"]["message"]
+    assert api.get(f"/me/events/{event['id']}").json()["subject"] == "Moved"
+
+    current = moved.json()["@odata.etag"]
+    in_batch = api.post("/$batch", json={"requests": [
+        {"id": "1", "method": "PATCH", "url": f"/me/events/{event['id']}", "body": {"subject": "Batched"},
+         "headers": {"Content-Type": "application/json", "If-Match": current}},
+    ]}).json()["responses"][0]
+    assert in_batch["status"] == 200 and in_batch["body"]["subject"] == "Batched"
+    assert api.patch(f"/me/events/{event['id']}", json={"subject": "Any"}, headers={"If-Match": "*"}).status_code == 200
+
+
 def test_transaction_id_makes_a_retried_create_return_the_first_event(sandbox):
     ann = new_user(sandbox, "ann@contoso.test")
     api = graph(sandbox, ann["access_token"])

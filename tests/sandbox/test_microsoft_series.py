@@ -81,7 +81,10 @@ def test_patching_an_occurrence_makes_it_an_exception_with_the_same_id(api):
     master = api.get(f"/me/events/{series['id']}").json()
     assert master["type"] == "seriesMaster" and master["subject"] == "Stand-up"
     assert master["changeKey"] != series["changeKey"], "the master is the item that changed"
-    again = api.patch(f"/me/events/{second['id']}", json={"subject": "Stand-up (twice)"}).json()
+    stale = api.patch(f"/me/events/{second['id']}", json={"subject": "Lost"}, headers={"If-Match": second["@odata.etag"]})
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "ErrorIrresolvableConflict"
+    again = api.patch(f"/me/events/{second['id']}", json={"subject": "Stand-up (twice)"},
+                      headers={"If-Match": exception["@odata.etag"]}).json()
     assert again["start"]["dateTime"].startswith("2026-03-03T11:00") and again["type"] == "exception"
     refused = api.patch(f"/me/events/{second['id']}", json={"recurrence": DAILY})
     assert refused.status_code == 400

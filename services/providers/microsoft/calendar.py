@@ -42,10 +42,18 @@ from urllib.parse import quote
 
 from services.calendar_sync import mapping, rules
 from services.calendar_sync.model import CanonicalEvent, EventTime
-from services.calendar_sync.ports import ChangePage, Channel, CursorExpired, ProviderEvent, WriteResult
+from services.calendar_sync.ports import (
+    ChangedMeanwhile,
+    ChangePage,
+    Channel,
+    CursorExpired,
+    ProviderEvent,
+    WriteResult,
+)
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.providers.microsoft import calendar_ids as ids
+from services.providers.microsoft.calendar_records import UNKNOWN, KnownRecords
 from services.providers.microsoft.calendar_series import cancelled_in
 from services.providers.microsoft.calendar_series import graph_time as _graph_time
 from services.providers.microsoft.graph import (
@@ -86,11 +94,14 @@ class GraphCalendarProvider:
     """One calendar of one mailbox (`calendar_id`, the default calendar when None), synced for one CRM
     user (org_id, user_id)."""
 
-    conditional_writes = False  # the sandbox's Graph does not emulate If-Match on events yet
+    # PATCH honours If-Match on the event's etag (its changeKey): a stale one answers 412
+    # ErrorIrresolvableConflict (mguessan/davmail issue 491; analogdotnow/Analog pull request 475).
+    conditional_writes = True
 
     def __init__(self, client: GraphClient, settings: Settings, *, mailbox: str, org_id: str, user_id: str,
-                 calendar_id: str | None = None):
+                 calendar_id: str | None = None, known: KnownRecords | None = None):
         self.client = client
+        self.known = known if known is not None else KnownRecords()  # the process's, from GraphConnections
         self.mailbox = mailbox
         self.org_id = org_id
         self.user_id = user_id
@@ -133,7 +144,8 @@ class GraphCalendarProvider:
             if len(items) >= page_cap:
                 next_cursor, final_cursor = url, None
                 break
-        return ChangePage(await self._resolve(items, window), next_cursor, final_cursor)
+        return ChangePage(await self._resolve(items, window, incremental=cursor is not None), next_cursor,
+                          final_cursor)
 
     async def _delta_page(self, url: str, params: dict | None, headers: dict) -> GraphResponse:
         try:
@@ -143,13 +155,16 @@ class GraphCalendarProvider:
                 raise CursorExpired(f"Graph delta token no longer valid: {exc}") from exc
             raise
 
-    async def _resolve(self, items: list[dict], window: tuple[dt.datetime, dt.datetime]) -> list[ProviderEvent]:
+    async def _resolve(self, items: list[dict], window: tuple[dt.datetime, dt.datetime],
+                       incremental: bool) -> list[ProviderEvent]:
         """Delta items as provider events, in delta order: deletions as such; series occurrences as their
         series (read), followed by the occurrences cancelled in it (calendar_series); events that left the
         window read again (moved, or gone); invitations from others
         left out. Which CRM record an event is comes from our extended property, which delta cannot
         expand: a few events are read again, 20 to a batch; for more, one listing of our own events
-        (a call per 1,000) is cheaper than a read per event."""
+        (a call per 1,000) is cheaper than a read per event. In incremental rounds a single event whose
+        record this process knows already (calendar_records: our own write's echo, an edit of an event
+        seen before) is taken as delta reported it, unread."""
         deleted: set[str] = set()
         singles: dict[str, dict] = {}
         to_read: list[str] = []
@@ -164,6 +179,10 @@ class GraphCalendarProvider:
             else:
                 singles[item["id"]] = item
         found = _Found()
+        for event_id in list(singles) if incremental else ():
+            known = self.known.get(self._owner, event_id)
+            if known is not UNKNOWN:
+                found.add(event_id, singles.pop(event_id), known)
         if len(singles) > BATCH_MAX:
             record_of = await self._our_events()
             for event_id, raw in singles.items():
@@ -173,6 +192,13 @@ class GraphCalendarProvider:
         await self._read(found, to_read)
         series = [raw["seriesMasterId"] for raw in found.events.values() if raw and raw.get("seriesMasterId")]
         await self._read(found, series)
+        for event_id, raw in found.events.items():
+            if raw is None:
+                self.known.forget(self._owner, event_id)
+            else:
+                self.known.learn(self._owner, event_id, found.records.get(event_id))
+        for event_id in deleted:
+            self.known.forget(self._owner, event_id)
 
         events: dict[str, ProviderEvent] = {}
         for item in items:
@@ -258,6 +284,7 @@ class GraphCalendarProvider:
         async for page in self.client.pages(f"{self._calendar}/events", params):
             for raw in page:
                 if self._record_of(raw) == crm_record_id:
+                    self.known.learn(self._owner, raw["id"], crm_record_id)
                     # Unmappable as it stands in Outlook, it is still the event to write over.
                     unmappable = ProviderEvent(raw["id"], None, crm_record_id)
                     return self._provider_event(raw, crm_record_id) or unmappable
@@ -284,8 +311,11 @@ class GraphCalendarProvider:
     # --- writes -----------------------------------------------------------------------------------
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
                      notify: bool = False, if_match: str | None = None) -> WriteResult:
-        """`if_match` is never given: conditional_writes is False (the engine reads the event first)."""
-        result = (await self._upsert([(crm_record_id, event, provider_id)], notify))[0]
+        """`if_match`: the PATCH applies only while Outlook holds that version; else ChangedMeanwhile."""
+        result = (await self._upsert([(crm_record_id, event, provider_id)], notify,
+                                     if_match if provider_id else None))[0]
+        if isinstance(result, GraphError) and result.status == 412:
+            raise ChangedMeanwhile(f"event {provider_id} changed in Outlook since etag {if_match}") from result
         if isinstance(result, Exception):
             raise result
         return result
@@ -293,12 +323,13 @@ class GraphCalendarProvider:
     async def upsert_many(self, items: list[_Item]) -> list[WriteResult | Exception]:
         return await self._upsert(items, notify=False)
 
-    async def _upsert(self, items: list[_Item], notify: bool) -> list[WriteResult | Exception]:
+    async def _upsert(self, items: list[_Item], notify: bool, if_match: str | None = None) -> list[WriteResult | Exception]:
         missing = [crm for crm, _, pid in items if pid is None]
         located = await self._locate(missing) if missing else {}
         targets = [pid or located.get(crm) for crm, _, pid in items]
         zone = await self.all_day_zone() if any(event.start.all_day for _, event, _ in items) else "UTC"
-        writes = [self._write(crm, event, pid, notify, zone) for (crm, event, _), pid in zip(items, targets)]
+        writes = [self._write(crm, event, pid, notify, zone, if_match=if_match)
+                  for (crm, event, _), pid in zip(items, targets)]
         answers = await self.client.batch(writes)
         # An update of an event the user deleted in Outlook: the CRM still has the event, so create it again.
         gone = [n for n, answer in enumerate(answers) if targets[n] and answer.status == 404]
@@ -309,13 +340,14 @@ class GraphCalendarProvider:
         return [self._result(item, answer, notify) for item, answer in zip(items, answers)]
 
     def _write(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, notify: bool,
-               all_day_zone: str, replacing: str | None = None) -> BatchRequest:
+               all_day_zone: str, replacing: str | None = None, if_match: str | None = None) -> BatchRequest:
         body = mapping.canonical_to_graph(event, all_day_zone=all_day_zone)
         if not notify:  # attendees written are invited: Graph has no way to write them quietly
             body.pop("attendees", None)
         body["singleValueExtendedProperties"] = ids.stamp(self.org_id, self.user_id, crm_record_id)
         if provider_id:
-            return BatchRequest("PATCH", self._event_path(provider_id), body)
+            return BatchRequest("PATCH", self._event_path(provider_id), body,
+                                {"If-Match": if_match} if if_match else None)
         body["transactionId"] = ids.transaction_id(self.org_id, self.user_id, crm_record_id, replacing)
         return BatchRequest("POST", f"{self._calendar}/events", body)
 
@@ -330,6 +362,7 @@ class GraphCalendarProvider:
         if unmapped:  # what Outlook does not hold of the CRM's event: the user is told, not left to find out
             log.info("crm event written to outlook without some fields", mailbox=self.mailbox,
                         record_id=crm_record_id, unmapped=unmapped)
+        self.known.learn(self._owner, answer.body["id"], crm_record_id)  # stamped by this write
         try:
             written = mapping.graph_to_canonical(answer.body)
         except mapping.InvalidEvent as exc:  # written but not readable back: the engine keeps what it sent
@@ -355,6 +388,7 @@ class GraphCalendarProvider:
         return zone
 
     async def delete(self, provider_id: str) -> None:
+        self.known.forget(self._owner, provider_id)
         try:
             await self.client.request("DELETE", self._event_path(provider_id))
         except GraphError as exc:
@@ -365,6 +399,8 @@ class GraphCalendarProvider:
         """Disabling the sync: every event we wrote for this user goes; the user's own events stay.
         Deletes that failed are raised after all the others were tried; a retry finishes the job."""
         event_ids = list(await self._our_events())
+        for event_id in event_ids:
+            self.known.forget(self._owner, event_id)
         answers = await self.client.batch([BatchRequest("DELETE", self._event_path(i)) for i in event_ids])
         failed = [(i, a) for i, a in zip(event_ids, answers) if not a.ok and a.status != 404]
         if failed:

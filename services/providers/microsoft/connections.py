@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import collections
 
-import httpx
 import redis.asyncio as aioredis
 
 from services.common.ratelimit import provider_bucket
 from services.common.settings import Settings
 from services.common.tokens import Grant
 from services.providers.microsoft.calendar import GraphCalendarProvider
-from services.providers.microsoft.graph import GraphClient, http_client
+from services.providers.microsoft.calendar_records import KnownRecords
+from services.providers.microsoft.graph import GraphClient
+from services.providers.microsoft.graph_http import GraphHttp
 from services.providers.microsoft.tokens import MsalTokens
 
 _MAX_GRANTS = 10_000  # token sources kept; the least recently used go first
@@ -26,8 +27,9 @@ class GraphConnections:
     def __init__(self, settings: Settings, redis: aioredis.Redis):
         self.settings = settings
         self.redis = redis
-        self.http: httpx.AsyncClient = http_client(settings)
+        self.http = GraphHttp(settings)
         self._tokens: collections.OrderedDict[tuple, MsalTokens] = collections.OrderedDict()
+        self.known_records = KnownRecords()  # which CRM record each event is, learnt across messages
 
     def tokens(self, grant: Grant) -> MsalTokens:
         """The grant's token source; a grant stored again with a new refresh token gets a new one."""
@@ -53,7 +55,8 @@ class GraphConnections:
             raise ValueError("an app-only grant needs the mailbox to act on")
         mailbox = mailbox or grant.account_email
         return GraphCalendarProvider(self.client(grant, mailbox), self.settings, mailbox=mailbox,
-                                     org_id=org_id, user_id=user_id, calendar_id=calendar_id)
+                                     org_id=org_id, user_id=user_id, calendar_id=calendar_id,
+                                     known=self.known_records)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -15,26 +15,22 @@ that were throttled or unavailable are sent again.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
-
-import httpx
 
 from services.calendar_sync.ports import AuthFailed
 from services.common.logging import get_logger
 from services.common.ratelimit import RateLimited
 from services.common.retry import RetryPolicy, TransientError, parse_retry_after, retry_async
 from services.common.settings import Settings
+from services.providers.microsoft.graph_http import GraphHttp, with_query
 from services.providers.microsoft.tokens import MsalTokens
 
 log = get_logger(__name__)
 
 BATCH_MAX = 20  # https://learn.microsoft.com/graph/json-batching
 RETRIED_STATUSES = frozenset({429, 503, 504})  # https://learn.microsoft.com/graph/throttling
-_HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 class QuotaBucket(Protocol):
@@ -78,6 +74,7 @@ class BatchRequest:
     method: str
     url: str  # relative to /v1.0, with its query string: "/users/{id}/events/{eid}?$select=id"
     body: dict | None = None
+    headers: dict[str, str] | None = None  # e.g. If-Match
 
 
 def error_of(response: GraphResponse, what: str) -> Exception:
@@ -93,18 +90,11 @@ def error_of(response: GraphResponse, what: str) -> Exception:
     return GraphError(response.status, code, message)
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
-    """The connection pool for Graph, one per process; TLS trusts provider_ca_bundle when set."""
-    ca_bundle = settings.provider_ca_bundle
-    verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-    return httpx.AsyncClient(timeout=_HTTP_TIMEOUT, verify=verify)
-
-
 class GraphClient:
     """Graph v1.0 for one grant and one mailbox (the quota bucket is the mailbox's)."""
 
     def __init__(self, settings: Settings, tokens: MsalTokens, bucket: QuotaBucket, *,
-                 http: httpx.AsyncClient, policy: RetryPolicy | None = None):
+                 http: GraphHttp, policy: RetryPolicy | None = None):
         self.base_url = settings.microsoft_graph_base_url.rstrip("/") + "/v1.0"
         self.tokens = tokens
         self.bucket = bucket
@@ -140,7 +130,7 @@ class GraphClient:
     async def _send(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
                     headers: dict | None = None, cost: int = 1) -> GraphResponse:
         """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL."""
-        target = self._absolute(url)
+        target = with_query(self._absolute(url), params)
         for fresh in (False, True):
             try:
                 await self.bucket.acquire(cost)
@@ -148,16 +138,11 @@ class GraphClient:
                 raise _OutOfQuota(exc) from exc
             token = await self.tokens.access_token()
             sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            try:
-                answer = await self.http.request(method, target, params=params, json=json,
-                                                 headers=sent_headers)
-            except httpx.TransportError as exc:
-                raise TransientError(f"{method} {url.split('?')[0]}: {type(exc).__name__}: {exc}") from exc
-            if answer.status_code != 401 or fresh:
+            status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
+            if status != 401 or fresh:
                 break
             self.tokens.invalidate()
-        body = answer.json() if answer.content and "json" in answer.headers.get("content-type", "") else None
-        return GraphResponse(answer.status_code, body, {k.lower(): v for k, v in answer.headers.items()})
+        return GraphResponse(status, body, answered)
 
     def _absolute(self, url: str) -> str:
         """Relative paths go under /v1.0; absolute ones (nextLink, deltaLink) must stay on our Graph host,
@@ -210,12 +195,17 @@ class GraphClient:
         if len(chunk) == 1:  # a batch of one is a plain call: no envelope, the same answer
             only = chunk[0]
             # retry_async only retries what _send raises (the network); statuses go back to _batch_chunk.
-            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body), self.policy)]
+            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers),
+                                      self.policy)]
         parts = []
         for number, item in enumerate(chunk):
             part: dict = {"id": str(number), "method": item.method, "url": item.url}
+            headers = dict(item.headers or {})
             if item.body is not None:
-                part.update(body=item.body, headers={"Content-Type": "application/json"})
+                part["body"] = item.body
+                headers["Content-Type"] = "application/json"
+            if headers:
+                part["headers"] = headers
             parts.append(part)
 
         async def attempt() -> GraphResponse:
@@ -230,11 +220,6 @@ class GraphClient:
         if missing:
             raise TransientError(f"Graph $batch answered without parts {missing}")
         return [_part_answer(by_id[str(n)]) for n in range(len(chunk))]
-
-
-def with_query(path: str, params: dict[str, str]) -> str:
-    """A relative URL for a batch part: OData punctuation kept readable, spaces and quotes encoded."""
-    return f"{path}?{urlencode(params, quote_via=quote, safe='$(),/:={}')}" if params else path
 
 
 def _part_answer(part: dict) -> GraphResponse:
