@@ -263,6 +263,17 @@ class PendingCreation:
     created_at: float = field(default_factory=time.time)
 
 
+# The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
+# creation does not name its marker (put by an older version); nil when there is no such creation.
+_TAKE_PENDING = """
+local raw = redis.call('GETDEL', KEYS[1])
+if not raw then return nil end
+local marker = cjson.decode(raw)['marker']
+if type(marker) ~= 'string' then return {raw} end
+return {raw, redis.call('GETDEL', marker) or ''}
+"""
+
+
 class PendingCreations:
     """CRM creations on their way, by correlation id; and, by provider event, whether the provider deleted
     the event before the CRM's echo told us the new record's id (the delete must then follow it there)."""
@@ -270,6 +281,7 @@ class PendingCreations:
     def __init__(self, redis: aioredis.Redis, ttl_s: int = 7 * 86400):
         self.redis = redis
         self.ttl_s = ttl_s
+        self._take = redis.register_script(_TAKE_PENDING)
 
     @staticmethod
     def _for(scope: str, provider_id: str) -> str:
@@ -298,21 +310,27 @@ class PendingCreations:
     def _put(self, pipe, correlation_id: str, pending: PendingCreation) -> None:
         data = {f.name: getattr(pending, f.name) for f in fields(pending)}
         data["snapshot"] = pending.snapshot.model_dump(mode="json")
+        data["marker"] = self._for(pending.scope, pending.provider_id)
         pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
-        pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
+        pipe.set(data["marker"], "pending", ex=self.ttl_s)
 
     async def mark_gone(self, scope: str, provider_id: str) -> bool:
         """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
         return bool(await self.redis.set(self._for(scope, provider_id), "gone", xx=True, keepttl=True))
 
     async def take(self, correlation_id: str) -> tuple[PendingCreation, bool] | None:
-        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take."""
-        raw = await self.redis.getdel(key("calpending", _digest(correlation_id)))
-        if raw is None:
+        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take.
+        One round trip: the creation names its marker, taken with it (every echo of a first sync's
+        thousands of creations comes here)."""
+        answer = await self._take(keys=[key("calpending", _digest(correlation_id))])
+        if answer is None:
             return None
-        data = json.loads(raw)
+        data = json.loads(answer[0])
+        data.pop("marker", None)
         pending = PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
-        return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
+        if len(answer) == 1:  # put before creations named their marker
+            return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
+        return pending, answer[1] == "gone"
 
 
 @dataclass(frozen=True)

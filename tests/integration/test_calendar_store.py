@@ -3,14 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import pytest
 
 from schemas import ChangeSource, CrmChange, CrmModule, CrmOp, Integration, IntegrationConfig
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.runtime import ConfigView
-from services.calendar_sync.store import CrmIndex, EventMapping, MappingStore
-from services.common.state import connect
+from services.calendar_sync.store import (
+    CrmIndex,
+    EventMapping,
+    MappingStore,
+    PendingCreation,
+    PendingCreations,
+    _digest,
+)
+from services.common.state import connect, key
 from tests.support.factories import unique_org
 
 pytestmark = pytest.mark.integration
@@ -69,6 +78,33 @@ def test_configurations_of_several_scopes_in_one_read(redis_url):
         missing = f"{org}:ann:microsoft_calendar"
         assert await configs.get_many([config.key, missing]) == [config, None]
         assert await configs.get_many([]) == []
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pending_creation_is_taken_once_with_whether_its_event_went_meanwhile(redis_url):
+    """Taken in one round trip with its marker; one put before creations named their marker still is."""
+    async def scenario():
+        redis, where = connect(redis_url), scope()
+        pending = PendingCreations(redis)
+        event = CanonicalEvent(title="Demo", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+                               end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
+        await pending.put_many([("c-kept", PendingCreation(where, "p-kept", event, "f1")),
+                                ("c-gone", PendingCreation(where, "p-gone", event, "f2"))])
+        assert await pending.mark_gone(where, "p-gone")
+        kept, gone = await pending.take("c-kept"), await pending.take("c-gone")
+        assert (kept[0].provider_id, kept[0].snapshot, kept[1]) == ("p-kept", event, False)
+        assert (gone[0].provider_id, gone[1]) == ("p-gone", True)
+        assert await pending.take("c-kept") is None and await pending.take("never put") is None
+        assert not await pending.mark_gone(where, "p-kept"), "the marker went with the creation"
+        # as an older version put it: no marker named
+        await pending.put("c-old", PendingCreation(where, "p-old", event, "f3"))
+        name = key("calpending", _digest("c-old"))
+        await redis.set(name, json.dumps({k: v for k, v in json.loads(await redis.get(name)).items() if k != "marker"}))
+        assert await pending.mark_gone(where, "p-old")
+        old = await pending.take("c-old")
+        assert (old[0].provider_id, old[1]) == ("p-old", True)
         await redis.aclose()
 
     asyncio.run(scenario())
