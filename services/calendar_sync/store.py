@@ -342,6 +342,16 @@ class IndexedEvent:
     in_sync: bool  # brought into sync (rules.brought_into_sync): not while only imported or migrated
 
 
+# A record's first change indexed, unless it is indexed already (a redelivery: then read and decided as any
+# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON.
+_INDEX_NEW = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 class CrmIndex:
     """What the CRM last announced: each owner's events, and the org's contact addresses.
 
@@ -350,10 +360,15 @@ class CrmIndex:
 
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
+        self._index_new = redis.register_script(_INDEX_NEW)
 
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
         owners = key("calcrmowner", change.org_id)
+        if change.op == "created" and await self._index_new(
+                keys=[owners, key("calcrm", change.org_id, change.owner_id)],
+                args=[change.record_id, change.owner_id, json.dumps(self._entry(change, None))]):
+            return None  # a new record, indexed in one round trip (a first sync's thousands of echoes)
         # One round trip in the usual case: the entry is read where it is when the owner did not change.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(owners, change.record_id)
@@ -367,13 +382,7 @@ class CrmIndex:
             await self.redis.hdel(held_by, change.record_id)
             await self.redis.hdel(owners, change.record_id)
             return moved_from
-        earlier = json.loads(previous) if previous else None
-        # How a record entered the CRM decides whether it is synced until a person touches it: keep its first source.
-        entry = {
-            "change": change.model_dump(mode="json"),
-            "created_source": earlier["created_source"] if earlier else change.source.value,
-            "in_sync": rules.brought_into_sync(_in_sync(earlier), change.source),
-        }
+        entry = self._entry(change, json.loads(previous) if previous else None)
         async with self.redis.pipeline(transaction=True) as pipe:
             if moved_from:
                 pipe.hdel(held_by, change.record_id)
@@ -381,6 +390,15 @@ class CrmIndex:
             pipe.hset(owners, change.record_id, change.owner_id)
             await pipe.execute()
         return moved_from
+
+    @staticmethod
+    def _entry(change: CrmChange, earlier: dict | None) -> dict:
+        # How a record entered the CRM decides whether it is synced until a person touches it: keep its first source.
+        return {
+            "change": change.model_dump(mode="json"),
+            "created_source": earlier["created_source"] if earlier else change.source.value,
+            "in_sync": rules.brought_into_sync(_in_sync(earlier), change.source),
+        }
 
     async def events_of(self, org_id: str, owner_id: str) -> dict[str, IndexedEvent]:
         raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))

@@ -68,6 +68,27 @@ def test_the_index_keeps_the_first_source_and_sees_an_event_move_to_another_owne
     asyncio.run(scenario())
 
 
+def test_a_creation_is_indexed_at_once_and_a_repeated_one_as_any_later_change(redis_url):
+    """A record's `created` change is indexed in one script call; redelivered (or after a move) it is read
+    and decided as any change: the first source is kept, and an owner change is seen."""
+    async def scenario():
+        redis, org, record = connect(redis_url), unique_org(), uuid.uuid4().hex
+        index = CrmIndex(redis)
+        created = change(org, "ann", record, "one", CrmOp.CREATED).model_copy(update={"source": ChangeSource.IMPORT})
+        assert await index.record_event(created) is None
+        first = await index.event(org, "ann", record)
+        assert (first.created_source, first.in_sync, first.change.fields["Event_Title"]) == ("import", False, "one")
+        again = created.model_copy(update={"source": ChangeSource.UI, "fields": {"Event_Title": "two"}})
+        assert await index.record_event(again) is None
+        second = await index.event(org, "ann", record)
+        assert (second.created_source, second.in_sync, second.change.fields["Event_Title"]) == ("import", True, "two")
+        assert await index.record_event(created.model_copy(update={"owner_id": "bob"})) == "ann"
+        assert await index.event(org, "ann", record) is None and await index.event(org, "bob", record) is not None
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_configurations_of_several_scopes_in_one_read(redis_url):
     async def scenario():
         redis, org = connect(redis_url), unique_org()
