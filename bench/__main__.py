@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         try:
             results[name] = module.run()
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             failed += 1
             console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/red]")
             continue

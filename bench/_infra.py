@@ -49,7 +49,7 @@ def service(module: str, env: dict[str, str], ready_url: str | None = None, time
     """`python -m module` until the block ends; its output goes to `log_path` when given (to read why a
     service failed), else nowhere."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
-    output = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child writes it
     process = subprocess.Popen([sys.executable, "-m", module], env=full_env, cwd=ROOT,
                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -68,8 +68,13 @@ class RouteTable:
     their template so that a Graph call does not try every Google route first.
     """
 
+    # Calls already resolved, by (method, path): a batch's parts mostly share one path, and a regex match
+    # per part was a few percent of a batched insert. Paths carry ids, so the memory is bounded.
+    CACHED_CALLS = 4096
+
     def __init__(self, app):
         self.app = app
+        self._resolved: dict[tuple[str, str], Resolved] = {}
         self._entries: list[_Entry] | None = None
         self._by_segment: dict[str, list[_Entry]] = {}
         self._any_segment: list[_Entry] = []
@@ -93,6 +98,18 @@ class RouteTable:
         return entries
 
     def resolve(self, method: str, path: str) -> Resolved:
+        """The call's route; its `path_params` are shared by every call of the same path: read, never
+        written."""
+        key = (method, path)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._match(method, path)
+            if len(self._resolved) >= self.CACHED_CALLS:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _match(self, method: str, path: str) -> Resolved:
         if self._entries is None:
             self._entries = self._build()
         for entry in self._by_segment.get(_first_segment(path), self._any_segment):
@@ -138,7 +155,7 @@ class Calls:
         `target` is the path and query as the caller wrote them; `headers` are lower-case ASGI headers;
         `fallback` answers for a call whose handler failed, so that one bug does not lose the batch.
         """
-        scope = self._scope(outer, method, target, headers)
+        scope = self._scope(self._inherited(outer), method, target, headers)
         return await self._answer(scope, body, self._admit(scope), fallback)
 
     async def call_all(self, outer: Scope, requests: list[tuple[str, str, list, bytes]],
@@ -149,8 +166,9 @@ class Calls:
         cost more than most calls do."""
         answers: list[Answer | None] = [None] * len(requests)
         delayed = []
+        inherited = self._inherited(outer)
         for index, (method, target, headers, body) in enumerate(requests):
-            scope = self._scope(outer, method, target, headers)
+            scope = self._scope(inherited, method, target, headers)
             admitted = self._admit(scope)
             answering = self._answer(scope, body, admitted, fallback)
             if admitted[1]:
@@ -161,33 +179,30 @@ class Calls:
             answers[index] = await task
         return answers  # type: ignore[return-value]
 
-    def _scope(self, outer: Scope, method: str, target: str, headers: list) -> dict:
+    def _inherited(self, outer: Scope) -> dict:
+        """What every call of a batch takes from the batch's own scope: worked out once per batch."""
+        inherited = {key: outer[key] for key in _INHERITED if key in outer}
+        inherited[SCOPE_KEY] = self
+        return inherited
+
+    @staticmethod
+    def _scope(inherited: dict, method: str, target: str, headers: list) -> dict:
         raw_path, _, query = target.partition("?")
-        scope = {key: outer[key] for key in _INHERITED if key in outer}
-        scope.update(method=method, path=unquote(raw_path), raw_path=raw_path.encode(),
-                     query_string=query.encode(), headers=headers)
-        scope[SCOPE_KEY] = self
+        scope = inherited.copy()
+        scope["method"], scope["path"], scope["raw_path"] = method, unquote(raw_path), raw_path.encode()
+        scope["query_string"], scope["headers"] = query.encode(), headers
         return scope
 
     async def _answer(self, scope: dict, body: bytes, admitted, fallback: Answer) -> Answer:
-        sent = False
-
-        async def receive():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await asyncio.get_running_loop().create_future()  # connected until answered
-
-        collected = _Collector()
+        exchange = _Exchange(body)
         try:
-            response = await self._serve(scope, receive, collected, admitted, body)
+            response = await self._serve(scope, exchange.receive, exchange, admitted, body)
             if response is None:
-                return collected.answer()
+                return exchange.answer()
             if isinstance(getattr(response, "body", None), bytes) and response.background is None:
                 return Answer(response.status_code, response.raw_headers, response.body)
-            await response(scope, receive, collected)  # a streamed answer: let it write itself
-            return collected.answer()
+            await response(scope, exchange.receive, exchange)  # a streamed answer: let it write itself
+            return exchange.answer()
         except Exception:  # noqa: BLE001 (a bug in one call must not take the other answers with it)
             return fallback
 
@@ -243,11 +258,21 @@ class Calls:
             return await answer if inspect.isawaitable(answer) else answer
 
 
-class _Collector:
-    """An ASGI `send` that keeps the answer instead of writing it to a connection."""
+class _Exchange:
+    """A call's ASGI channel inside a batch: `receive` gives the call's body once (then stays connected
+    until answered), the object itself is the `send` that keeps the answer instead of writing it."""
 
-    def __init__(self):
+    __slots__ = ("body", "chunks", "headers", "status")
+
+    def __init__(self, body: bytes):
+        self.body: bytes | None = body
         self.status, self.headers, self.chunks = 500, [], []
+
+    async def receive(self):
+        if self.body is not None:
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await asyncio.get_running_loop().create_future()
 
     async def __call__(self, message) -> None:
         if message["type"] == "http.response.start":

@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.asgi_headers import header
 from sandbox.errors import google_error, graph_error
 
 
@@ -78,13 +79,6 @@ class _Window:
         return None
 
 
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class QuotaBook:
     """The quota settings and usage; `active` is read on every call, the rest only when it is true."""
 
@@ -108,8 +102,8 @@ class QuotaBook:
             self.in_flight.clear()
 
     def _grant(self, scope):
-        header = _header(scope, b"authorization") or ""
-        token = header[7:] if header[:7].lower() == "bearer " else ""
+        authorization = header(scope, b"authorization") or ""
+        token = authorization[7:] if authorization[:7].lower() == "bearer " else ""
         return self.state.grant_for_access_token(token) if token else None
 
     def enter(self, scope) -> tuple[object | None, tuple | None]:

@@ -30,7 +30,7 @@ def ensure_certificates(directory: Path) -> TlsFiles:
     if all(p.exists() for p in (files.ca_cert, files.server_cert, files.server_key)):
         return files
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crmsync sandbox test CA")])
     ca_cert = (

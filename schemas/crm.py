@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, EmailStr, Field
 
@@ -132,7 +132,7 @@ class JoinRequest(Message):
 
 
 CommandAction = Annotated[
-    Union[UpsertRecord, DeleteRecord, AttachEmail, LinkFile, InviteUser, JoinRequest],
+    UpsertRecord | DeleteRecord | AttachEmail | LinkFile | InviteUser | JoinRequest,
     Field(discriminator="kind"),
 ]
 

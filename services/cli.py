@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ console = Console()
 
 @app.command()
 def up(
-    only: Optional[list[str]] = typer.Option(None, "--only", help="start only these services (repeatable)"),
+    only: list[str] | None = typer.Option(None, "--only", help="start only these services (repeatable)"),
 ) -> None:
     """Start the whole system locally: broker, Redis, sandbox, reference CRM, ingest and every worker."""
     from deploy.local.stack import StackOptions, run
@@ -96,6 +96,9 @@ def status() -> None:
 
 
 async def _status(settings):
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
     from services.common.bus import Bus
     from services.common.state import StatusStore, connect
 
@@ -103,18 +106,16 @@ async def _status(settings):
     try:
         await asyncio.wait_for(bus.start(), 5)
         broker_ok = await bus.reachable()
-    except Exception:
+    except (KafkaError, OSError, TimeoutError):
         broker_ok = False
     finally:
-        try:
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
             await bus.stop()
-        except Exception:
-            pass
     redis = connect(settings.redis_url)
     try:
         await asyncio.wait_for(redis.ping(), 3)
         redis_ok, statuses = True, await StatusStore(redis).all()
-    except Exception:
+    except (RedisError, OSError, TimeoutError):
         redis_ok, statuses = False, {}
     finally:
         await redis.aclose()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from sandbox.asgi_headers import header as header_value
 from sandbox.errors import google_error
 from sandbox.state import Account, Grant
 
@@ -14,7 +15,7 @@ def google_account(sandbox, request: Request) -> Account:
 
 def google_caller(sandbox, request: Request) -> tuple[Account, Grant]:
     """The account and the grant (which OAuth client, i.e. which app) behind the request's token."""
-    header = request.headers.get("authorization", "")
+    header = header_value(request.scope, b"authorization") or ""
     token = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("access_token", "")
     grant = sandbox.state.grant_for_access_token(token) if token else None
     if grant is None or grant.account_id is None:

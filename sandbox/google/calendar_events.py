@@ -115,29 +115,36 @@ class EventTime:
 
 def parse_event_time(raw: Any, which: str, calendar_zone: str, recurring: bool) -> EventTime:
     """One of start/end. Errors as the API gives them (events.insert reference, `start`/`end`)."""
-    if not isinstance(raw, dict) or not (raw.get("date") or raw.get("dateTime")):
+    day, moment_text = (raw.get("date"), raw.get("dateTime")) if isinstance(raw, dict) else (None, None)
+    if not (day or moment_text):
         raise invalid(f"Missing {which} time.", which, reason="required")
     zone_name = raw.get("timeZone")
-    if zone_name is not None and zone(zone_name) is None:
+    named = zone(zone_name) if zone_name is not None else None
+    if zone_name is not None and named is None:
         raise invalid(f"Invalid time zone definition for {which} time.", f"{which}.timeZone")
-    if raw.get("date"):
-        if raw.get("dateTime"):
+    if day:
+        if moment_text:
             raise invalid(f"Invalid {which} time.", which)
         try:
-            return EventTime(date.fromisoformat(raw["date"]), True, zone_name)
+            return EventTime(date.fromisoformat(day), True, zone_name)
         except (TypeError, ValueError):
             raise invalid(f"Invalid {which} time.", f"{which}.date") from None
     try:
-        moment = datetime.fromisoformat(raw["dateTime"])
+        moment = datetime.fromisoformat(moment_text)
     except (TypeError, ValueError):
         raise invalid(f"Invalid {which} time.", f"{which}.dateTime") from None
     # A recurring event needs a named zone to expand in, whatever offset its dateTime carries; a single
     # event needs one only when its dateTime has no offset.
     if zone_name is None and (moment.tzinfo is None or recurring):
         raise invalid(f"Missing time zone definition for {which} time.", f"{which}.timeZone", reason="required")
-    tz = zone(zone_name or calendar_zone) or UTC
-    moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
-    return EventTime(moment.replace(microsecond=0), False, zone_name)
+    tz = named or zone(calendar_zone) or UTC
+    if moment.tzinfo is None:  # one replace: each makes a new datetime, a microsecond with a zone
+        moment = moment.replace(tzinfo=tz, microsecond=0) if moment.microsecond else moment.replace(tzinfo=tz)
+    else:
+        moment = moment.astimezone(tz)
+        if moment.microsecond:
+            moment = moment.replace(microsecond=0)
+    return EventTime(moment, False, zone_name)
 
 
 def check_time_range(start: EventTime, end: EventTime) -> None:
@@ -170,12 +177,13 @@ def normalize_reminders(raw: Any) -> dict:
         )
     cleaned = []
     for index, item in enumerate(overrides):
-        where = f"reminders.overrides[{index}]"
         if not isinstance(item, dict) or item.get("method") not in REMINDER_METHODS:
-            raise invalid(f"Invalid value for: {where}.method", f"{where}.method")
+            where = f"reminders.overrides[{index}].method"
+            raise invalid(f"Invalid value for: {where}", where)
         minutes = item.get("minutes")
         if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_REMINDER_MINUTES:
-            raise invalid(f"Invalid value for: {where}.minutes", f"{where}.minutes")
+            where = f"reminders.overrides[{index}].minutes"
+            raise invalid(f"Invalid value for: {where}", where)
         cleaned.append({"method": item["method"], "minutes": minutes})
     body: dict = {"useDefault": use_default}
     if cleaned:

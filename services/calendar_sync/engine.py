@@ -123,8 +123,8 @@ class CalendarEngine:
         An event moved to another owner leaves this calendar (its new owner's sync creates it there).
         """
         maps = MappingStore(self.redis, config.key)
-        current = await maps.by_crm_id(change.record_id)
-        indexed = await self.index.event(config.org_id, change.owner_id, change.record_id)
+        current, indexed = await maps.by_crm_id_with_indexed(self.index, config.org_id, change.owner_id,
+                                                             change.record_id)
         decision = rules.crm_change_decision(change, config, is_our_correlation, mapped=current is not None,
                                              in_sync=indexed.in_sync if indexed else None)
         if not decision.sync:

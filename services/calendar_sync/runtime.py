@@ -26,7 +26,7 @@ from services.common.logging import get_logger
 from services.common.secrets import SecretBox
 from services.common.settings import Settings
 from services.common.state import IntegrationStatus, StatusStore, connect, key
-from services.common.tokens import TokenStore
+from services.common.tokens import Grant, TokenStore
 from services.common.topics import CRM_COMMANDS, SYNC_JOBS
 
 log = get_logger(__name__)
@@ -47,13 +47,15 @@ class ConfigView:
         return key("calcfg", *scope.split(":"))
 
     async def get(self, scope: str) -> IntegrationConfig | None:
-        raw = await self.redis.get(self._key(scope))
+        return self.parse(await self.redis.get(self._key(scope)))
+
+    def parse(self, raw: str | None) -> IntegrationConfig | None:
         return IntegrationConfig.model_validate_json(raw) if raw else None
 
     async def get_many(self, scopes: list[str]) -> list[IntegrationConfig | None]:
         """Several scopes' configurations in one round trip (a CRM change concerns each calendar of its owner)."""
         raws = await self.redis.mget([self._key(scope) for scope in scopes]) if scopes else []
-        return [IntegrationConfig.model_validate_json(raw) if raw else None for raw in raws]
+        return [self.parse(raw) for raw in raws]
 
     async def put(self, scope: str, config: IntegrationConfig | None) -> None:
         if config is None:
@@ -128,9 +130,19 @@ class CalendarRuntime:
         yield
         self._pull_began[scope] = max(began, self._pull_began.get(scope, began))
 
-    async def open_provider(self, config: IntegrationConfig) -> tuple[CalendarProvider, str]:
-        """The user's calendar at the provider, and the user's own address there."""
-        grant = await self.tokens.get(config.org_id, config.user_id, config.integration.value)
+    async def config_and_grant(self, scope: str) -> tuple[IntegrationConfig | None, Grant | None]:
+        """The scope's configuration and its user's grant in one round trip: a change or a notification
+        needs both, and at 100 changes/s each round trip saved is one fewer wait per message."""
+        parts = scope.split(":")
+        if len(parts) != 3:  # no user integration's key: nothing configured under it
+            return None, None
+        raw, sealed = await self.redis.mget([self.configs._key(scope), self.tokens.key_of(*parts)])
+        return self.configs.parse(raw), self.tokens.unseal(sealed)
+
+    async def open_provider(self, config: IntegrationConfig, grant: Grant | None = None) -> tuple[CalendarProvider, str]:
+        """The user's calendar at the provider, and the user's own address there (`grant`: as read
+        already by config_and_grant)."""
+        grant = grant or await self.tokens.get(config.org_id, config.user_id, config.integration.value)
         if grant is None:
             raise AuthFailed(f"{config.integration.value} is not connected: the user has to authorise it")
         return self.providers.open(config, grant), grant.account_email

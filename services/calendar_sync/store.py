@@ -106,6 +106,15 @@ class MappingStore:
         raw = await self.redis.hget(self._crm_key(crm_id), "mapping")
         return EventMapping.from_json(raw) if raw else None
 
+    async def by_crm_id_with_indexed(self, index: CrmIndex, org_id: str, owner_id: str,
+                                     crm_id: str) -> tuple[EventMapping | None, IndexedEvent | None]:
+        """The record's mapping and its CRM index entry in one round trip (a CRM change needs both)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._crm_key(crm_id), "mapping")
+            pipe.hget(index.events_key(org_id, owner_id), crm_id)
+            raw, value = await pipe.execute()
+        return (EventMapping.from_json(raw) if raw else None), (None if value is None else _indexed(value))
+
     async def by_provider_id(self, provider_id: str) -> EventMapping | None:
         raw = await self._by_provider(keys=[self._provider_key(provider_id)], args=[self._crm_key("")])
         return EventMapping.from_json(raw) if raw else None
@@ -404,8 +413,12 @@ class CrmIndex:
         raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))
         return {record_id: _indexed(value) for record_id, value in raw.items()}
 
+    @staticmethod
+    def events_key(org_id: str, owner_id: str) -> str:
+        return key("calcrm", org_id, owner_id)
+
     async def event(self, org_id: str, owner_id: str, record_id: str) -> IndexedEvent | None:
-        value = await self.redis.hget(key("calcrm", org_id, owner_id), record_id)
+        value = await self.redis.hget(self.events_key(org_id, owner_id), record_id)
         return None if value is None else _indexed(value)
 
     async def record_contact(self, change: CrmChange) -> None:

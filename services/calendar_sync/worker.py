@@ -43,12 +43,12 @@ async def index_crm_change(change: CrmChange, record) -> None:
 
 
 async def push_crm_event(change: CrmChange, record) -> None:
-    config = await runtime.configs.get(scope_of(record.key))
+    config, grant = await runtime.config_and_grant(scope_of(record.key))
     if config is None or not config.enabled:
         return
     async with runtime.lock(config.key), runtime.unit_of_work():
         try:
-            provider, _ = await runtime.open_provider(config)
+            provider, _ = await runtime.open_provider(config, grant)
             await runtime.engine.push_crm_change(config, change, provider)
         except AuthFailed as exc:
             await runtime.auth_failed(config, str(exc))
@@ -57,7 +57,7 @@ async def push_crm_event(change: CrmChange, record) -> None:
 async def pull_on_notification(notification: ProviderNotification, record) -> None:
     if notification.integration not in CALENDAR_INTEGRATIONS:
         return
-    config = await runtime.configs.get(notification.key)
+    config, grant = await runtime.config_and_grant(notification.key)
     if config is None or not config.enabled:
         return
     lifecycle = notification.kind == NotificationKind.LIFECYCLE
@@ -72,7 +72,7 @@ async def pull_on_notification(notification: ProviderNotification, record) -> No
         if not lifecycle and runtime.pulled_since(config.key, record.received_at):
             return  # a pull begun after this notification arrived has taken its change in
         try:
-            provider, address = await runtime.open_provider(config)
+            provider, address = await runtime.open_provider(config, grant)
             if lifecycle:
                 await _lifecycle(config, provider, notification)
             async with runtime.pulling(config.key):

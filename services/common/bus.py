@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schemas.base import Message
 from services.common.settings import Settings
 from services.common.topics import TopicSpec
-
 
 # Ingest takes request bodies up to 1 MiB, so one CRM change can be nearly that large once wrapped;
 # producers allow twice that, so such a change can be re-keyed or dead-lettered without being refused.
@@ -134,7 +134,7 @@ class Bus:
         try:
             client = self._producer.client
             return bool(await asyncio.wait_for(client.fetch_all_metadata(), timeout_s))
-        except Exception:
+        except (KafkaError, OSError, TimeoutError):
             return False
 
 
@@ -143,7 +143,7 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: "_Transport"):
+    def _create_worker_consumer(self, transport: _Transport):
         consumer = super()._create_worker_consumer(transport)
         # faust fixes fetch_max_wait_ms at 1500 and offers no setting; the consumer reads it only at start.
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms
@@ -174,24 +174,24 @@ def create_faust_app(name: str, settings: Settings, **overrides) -> faust.App:
     compaction are the registry's. Values are raw bytes: models are decoded by the message handler,
     where a poison message can be dead-lettered instead of crashing the stream.
     """
-    options = dict(
-        broker=faust_broker_url(settings.kafka_bootstrap_servers),
-        store="memory://",
-        value_serializer="raw",
-        key_serializer="raw",
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.consumer_heartbeat_interval_ms / 1000,
-        broker_max_poll_interval=settings.consumer_max_poll_interval_ms / 1000,
-        broker_rebalance_timeout=settings.consumer_rebalance_timeout_ms / 1000,
-        producer_acks=-1,
-        producer_max_request_size=MAX_MESSAGE_BYTES,
-        stream_wait_empty=False,
-    )
+    options = {
+        "broker": faust_broker_url(settings.kafka_bootstrap_servers),
+        "store": "memory://",
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "topic_partitions": settings.topic_partitions,
+        "web_enabled": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": settings.consumer_session_timeout_ms / 1000,
+        "broker_heartbeat_interval": settings.consumer_heartbeat_interval_ms / 1000,
+        "broker_max_poll_interval": settings.consumer_max_poll_interval_ms / 1000,
+        "broker_rebalance_timeout": settings.consumer_rebalance_timeout_ms / 1000,
+        "producer_acks": -1,
+        "producer_max_request_size": MAX_MESSAGE_BYTES,
+        "stream_wait_empty": False,
+    }
     options.update(overrides)
     app = faust.App(f"crmsync-{name}", **options)
     app.transport = _Transport(app.conf.broker_consumer, app, settings.consumer_fetch_max_wait_ms)

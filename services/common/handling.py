@@ -12,8 +12,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -40,12 +41,12 @@ class InboundRecord:
     received_at: float = dataclasses.field(default_factory=time.monotonic, compare=False)
 
     @classmethod
-    def from_faust_event(cls, event) -> "InboundRecord":
+    def from_faust_event(cls, event) -> InboundRecord:
         message = event.message
         return cls(message.topic, message.partition, message.offset, message.key, message.value)
 
     @classmethod
-    def from_consumer_record(cls, record) -> "InboundRecord":
+    def from_consumer_record(cls, record) -> InboundRecord:
         return cls(record.topic, record.partition, record.offset, record.key, record.value)
 
 
@@ -147,7 +148,7 @@ class MessageHandler:
             error_type=type(exc).__name__,
             attempts=attempts,
             worker=self.worker,
-            failed_at=dt.datetime.now(dt.timezone.utc),
+            failed_at=dt.datetime.now(dt.UTC),
         )
         # Acknowledging before the DLQ has the message would lose it: keep trying until it is there.
         attempt = 1
@@ -157,7 +158,7 @@ class MessageHandler:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as publish_error:
+            except Exception as publish_error:  # noqa: BLE001 - whatever the broker says, try again
                 wait = self.policy.delay(min(attempt, 10))
                 log.error("cannot write dead letter, retrying", error=str(publish_error), wait_s=wait)
                 await asyncio.sleep(wait)

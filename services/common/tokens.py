@@ -36,10 +36,18 @@ class TokenStore:
         data = asdict(grant)
         data["scopes"] = list(grant.scopes)
         sealed = self.secrets.encrypt(json.dumps(data))
-        await self.redis.set(key("grant", org_id, user_id, integration), sealed)
+        await self.redis.set(self.key_of(org_id, user_id, integration), sealed)
 
     async def get(self, org_id: str, user_id: str, integration: str) -> Grant | None:
-        sealed = await self.redis.get(key("grant", org_id, user_id, integration))
+        return self.unseal(await self.redis.get(self.key_of(org_id, user_id, integration)))
+
+    @staticmethod
+    def key_of(org_id: str, user_id: str, integration: str) -> str:
+        """Where the grant is kept: for a caller that reads it in one round trip with other keys."""
+        return key("grant", org_id, user_id, integration)
+
+    def unseal(self, sealed: str | None) -> Grant | None:
+        """The grant stored as `sealed` (as read at key_of)."""
         if sealed is None:
             return None
         data = json.loads(self.secrets.decrypt(sealed))
@@ -47,7 +55,7 @@ class TokenStore:
         return Grant(**data)
 
     async def delete(self, org_id: str, user_id: str, integration: str) -> None:
-        await self.redis.delete(key("grant", org_id, user_id, integration))
+        await self.redis.delete(self.key_of(org_id, user_id, integration))
 
     async def rotate_all(self) -> int:
         """Re-encrypt every stored grant under the newest key, so an old key can be retired."""

@@ -99,7 +99,7 @@ async def put_config(
         config = IntegrationConfig(
             org_id=org_id, user_id=user_id, integration=integration,
             **body.model_dump(exclude={"mailbox"}), mailbox=_mailbox(body, previous, ctx),
-            updated_at=dt.datetime.now(dt.timezone.utc),
+            updated_at=dt.datetime.now(dt.UTC),
         )
     except ValidationError as exc:  # cross-field rules of IntegrationConfig (a mailbox only for mail)
         raise invalid_body(exc) from None

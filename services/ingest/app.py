@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from services.common.bus import Bus
 from services.common.logging import configure_logging, get_logger
@@ -16,8 +17,15 @@ from services.common.secrets import SecretBox
 from services.common.settings import Settings, get_settings
 from services.common.state import connect
 from services.common.topics import ensure_topics
-from services.ingest import admin, calendar_admin, crm_changes, oauth, webhooks_google, webhooks_graph
-from services.ingest import mail_settings  # noqa: I001 - its own line: one line to add a router
+from services.ingest import (
+    admin,
+    calendar_admin,
+    crm_changes,
+    mail_settings,
+    oauth,
+    webhooks_google,
+    webhooks_graph,
+)
 from services.ingest.context import IngestContext
 from services.ingest.problems import install_problem_handlers
 
@@ -92,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _redis_ok(ctx: IngestContext) -> bool:
     try:
         return bool(await asyncio.wait_for(ctx.redis.ping(), 2))
-    except Exception:
+    except (RedisError, OSError, TimeoutError):
         return False
 
 

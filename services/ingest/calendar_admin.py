@@ -47,7 +47,7 @@ async def preview(org_id: OrgId, user_id: UserId, integration: Integration,
                       f"PUT the {integration.value} configuration (enabled false) before asking for a preview")
     config = IntegrationConfig.model_validate_json(stored)
     job = SyncJob(job_id=uuid.uuid4().hex, org_id=org_id, user_id=user_id, integration=integration,
-                  kind=SyncJobKind.PREVIEW, reason="admin preview", requested_at=dt.datetime.now(dt.timezone.utc))
+                  kind=SyncJobKind.PREVIEW, reason="admin preview", requested_at=dt.datetime.now(dt.UTC))
     await ctx.bus.publish(SYNC_JOBS.name, job.key, job)
     answer = await ctx.redis.blpop([key("calpreview", job.job_id)], timeout=PREVIEW_TIMEOUT_S)
     if answer is None:

@@ -1,10 +1,10 @@
 """Publishing verified provider notifications once per delivery, whatever the provider retries."""
 from __future__ import annotations
 
+from schemas import ProviderNotification
 from services.common.metrics import NOTIFICATIONS_PUBLISHED, WEBHOOK_DUPLICATES, WEBHOOKS_REFUSED
 from services.common.state import first_delivery, forget_delivery
 from services.common.topics import PROVIDER_NOTIFICATIONS
-from schemas import ProviderNotification
 from services.ingest.context import IngestContext
 from services.ingest.problems import Problem
 
@@ -17,7 +17,7 @@ async def publish_once(ctx: IngestContext, notification: ProviderNotification) -
         return False
     try:
         await ctx.bus.publish(PROVIDER_NOTIFICATIONS.name, notification.key, notification)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any publish failure is the broker's: the provider retries
         # Let the provider's retry through: it is not a repeat of something we published.
         await forget_delivery(ctx.redis, provider, notification.delivery_id)
         raise Problem(503, "broker-unavailable", "Broker unavailable", f"could not publish: {exc}",

@@ -58,7 +58,7 @@ async def channel_notification(
         resource_id=resource_id,
         resource_state=resource_state,
         message_number=message_number,
-        received_at=dt.datetime.now(dt.timezone.utc),
+        received_at=dt.datetime.now(dt.UTC),
     )
     await publish_once(ctx, notification)
     return Response(status_code=200)
@@ -107,7 +107,7 @@ async def gmail_push(request: Request, token: str = "", ctx: IngestContext = Dep
         integration="mail",
         delivery_id=push.message.message_id,
         history_id=data.historyId,
-        received_at=dt.datetime.now(dt.timezone.utc),
+        received_at=dt.datetime.now(dt.UTC),
     )
     await publish_once(ctx, notification)
     return Response(status_code=204)

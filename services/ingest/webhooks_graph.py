@@ -84,7 +84,7 @@ async def _handle(request: Request, ctx: IngestContext, kind: NotificationKind) 
             change_type=item.changeType,
             lifecycle_event=item.lifecycleEvent,
             resource_id=item.resource,
-            received_at=dt.datetime.now(dt.timezone.utc),
+            received_at=dt.datetime.now(dt.UTC),
         )
         await publish_once(ctx, notification)
         accepted += 1

@@ -87,7 +87,7 @@ class MailboxPoller:
     async def _release(self) -> None:
         try:
             await self.fetcher.release(self.config)
-        except Exception:  # noqa: BLE001 - best effort: a watch left open lapses by itself
+        except Exception:
             log.warning("mailbox not released", mailbox=self.config.key, exc_info=True)
 
     # --- loop ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from schemas import ChangeSource, CrmChange, CrmModule, CrmOp, Integration, IntegrationConfig
 from services.calendar_sync.model import CanonicalEvent, EventTime
-from services.calendar_sync.runtime import ConfigView
+from services.calendar_sync.runtime import CalendarRuntime, ConfigView
 from services.calendar_sync.store import (
     CrmIndex,
     EventMapping,
@@ -19,7 +19,9 @@ from services.calendar_sync.store import (
     PendingCreations,
     _digest,
 )
+from services.common.settings import DEV_FERNET_KEY, Settings
 from services.common.state import connect, key
+from services.common.tokens import Grant
 from tests.support.factories import unique_org
 
 pytestmark = pytest.mark.integration
@@ -127,5 +129,38 @@ def test_a_pending_creation_is_taken_once_with_whether_its_event_went_meanwhile(
         old = await pending.take("c-old")
         assert (old[0].provider_id, old[1]) == ("p-old", True)
         await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_records_mapping_and_its_index_entry_in_one_read(redis_url):
+    async def scenario():
+        redis, org, record = connect(redis_url), unique_org(), uuid.uuid4().hex
+        index, maps = CrmIndex(redis), MappingStore(redis, f"{org}:ann:google_calendar")
+        assert await maps.by_crm_id_with_indexed(index, org, "ann", record) == (None, None)
+        await index.record_event(change(org, "ann", record, "one"))
+        saved = await maps.save(EventMapping(record, "g1", None), None)
+        mapping, indexed = await maps.by_crm_id_with_indexed(index, org, "ann", record)
+        assert mapping == saved and indexed == await index.event(org, "ann", record)
+        assert indexed.change.fields["Event_Title"] == "one"
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_scopes_configuration_and_grant_in_one_read(redis_url):
+    async def scenario():
+        runtime = CalendarRuntime(Settings(redis_url=redis_url, fernet_keys=DEV_FERNET_KEY), publish=None)
+        org = unique_org()
+        config = IntegrationConfig(org_id=org, user_id="ann", integration=Integration.GOOGLE_CALENDAR,
+                                   enabled=True, updated_at=dt.datetime.now(dt.UTC))
+        assert await runtime.config_and_grant(config.key) == (None, None)
+        await runtime.configs.put(config.key, config)
+        assert await runtime.config_and_grant(config.key) == (config, None), "configured, not connected yet"
+        grant = Grant(provider="google", account_email="ann@example.com", refresh_token="r1", scopes=("a",))
+        await runtime.tokens.put(org, "ann", "google_calendar", grant)
+        assert await runtime.config_and_grant(config.key) == (config, grant)
+        assert await runtime.config_and_grant("not:a:scope:key") == (None, None)
+        await runtime.redis.aclose()
 
     asyncio.run(scenario())

@@ -114,3 +114,15 @@ def test_a_faulted_part_fails_alone_and_every_part_is_counted_once(sandbox, ann)
     calls = counters(sandbox)["calls"]
     assert calls[INSERT_ROUTE] == 1 and calls["GET /calendar/v3/calendars/{calendarId}/events/{eventId}"] == 1
     assert calls["POST /batch/calendar/v3"] == 1
+
+
+def test_the_content_id_is_read_wherever_and_however_the_part_header_puts_it():
+    from sandbox.google.batch import parse_batch
+
+    request = b"GET /calendar/v3/calendars/primary/events/x HTTP/1.1\n\n"
+    heads = [b"Content-Type: application/http\nContent-ID: <a>", b"content-id:<b>\nContent-Type: application/http",
+             b"X-Content-ID: <no>\nContent-ID: <c>", b"Content-ID:\n <d>", b"Content-Type: application/http"]
+    body = b"".join(b"--b0\n" + head + b"\n\n" + request for head in heads) + b"--b0--\n"
+    parts = parse_batch(body, "multipart/mixed; boundary=b0")
+    assert [p.content_id for p in parts] == ["<a>", "<b>", "<c>", "<d>", None]
+    assert {(p.method, p.target) for p in parts} == {("GET", "/calendar/v3/calendars/primary/events/x")}
