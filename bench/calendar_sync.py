@@ -57,6 +57,7 @@ import httplib2
 import httpx
 
 import bench.sandbox_calendar as raw_google
+import bench.sandbox_graph as raw_graph
 from bench._calendar_people import GOOGLE_BATCH, INTEGRATION, Admin, Crm, Sandbox, crm_fields
 from bench._infra import broker_and_redis, free_port, percentile, service
 from bench.sandbox_calendar import _batched as google_batched
@@ -144,7 +145,9 @@ class Bench:
         account = self.sandbox.http.post("/_sandbox/accounts", json={
             "provider": provider, "email": f"raw-{unique_org()}@bench.example"}).raise_for_status().json()
         if provider == "microsoft":
-            return graph_batched(self.sandbox.url, account["id"], account["access_token"])
+            count = raw_graph.BATCHED_CREATES // raw_graph.BATCH_SIZE * raw_graph.BATCH_SIZE
+            work = graph_batched(self.sandbox.url, account["id"], account["access_token"])
+            return _Meter(self.sandbox_pid).measure(count, work)["inserts_per_s"]
         credentials = self.sandbox.credentials(account)
         http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=60))
         count = raw_google.BATCHED_INSERTS // GOOGLE_BATCH * GOOGLE_BATCH

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from sandbox.crm import edits
 from sandbox.crm.records import PARENT_ID_FIELD, PARENT_MODULE_FIELD, Origin, RecordNotFound
-from sandbox.crm.store import AlreadyApplied, CrmStore, CrmTransaction
+from sandbox.crm.store import AlreadyApplied, CrmStore, CrmTransaction, OrgKeys
 from schemas import (
     AttachEmail,
     ChangeSource,
@@ -24,11 +24,7 @@ from schemas import (
 )
 
 
-async def apply_command(store: CrmStore, command: CrmCommand) -> bool:
-    """Apply `command`; False when its idempotency key was applied before (nothing done).
-
-    Raises RecordNotFound when it acts on a record the CRM does not have (deleted meanwhile).
-    """
+def _unit_of_work(command: CrmCommand) -> Callable[[CrmTransaction], Awaitable[None]]:
     origin = Origin(ChangeSource.INTEGRATION, command.correlation_id)
     apply_action = _ACTIONS[type(command.action)]
 
@@ -36,8 +32,52 @@ async def apply_command(store: CrmStore, command: CrmCommand) -> bool:
         txn.once(command.idempotency_key, command.correlation_id)
         await apply_action(txn, command.action, origin)
 
+    return work
+
+
+async def apply_commands(store: CrmStore, commands: list[CrmCommand]) -> list[bool | Exception]:
+    """Apply `commands` in order, each org's in one commit (a first sync's thousands of creations were a
+    commit, and two or three round trips, each); per command, what `apply_command` returns, or the
+    exception it would raise unchecked: RecordNotFound here may be a repeat, told apart by `apply_command`.
+    The reads the commands make first (applied yet? the record, or its external ref) go in one pipeline."""
+    results: list[bool | Exception] = [False] * len(commands)
+    by_org: dict[str, list[int]] = {}
+    for number, command in enumerate(commands):
+        by_org.setdefault(command.org_id, []).append(number)
+    for org_id, numbers in by_org.items():
+        batch = [commands[n] for n in numbers]
+        outcomes = await store.transaction_batch(org_id, [_unit_of_work(c) for c in batch],
+                                                 lambda batch=batch, org_id=org_id: _read_ahead(store, org_id, batch))
+        for number, outcome in zip(numbers, outcomes):
+            results[number] = (False if isinstance(outcome, AlreadyApplied) else
+                               outcome if isinstance(outcome, Exception) else True)
+    return results
+
+
+async def _read_ahead(store: CrmStore, org_id: str, commands: list[CrmCommand]) -> dict[tuple, object]:
+    """The reads the commands start with, in two round trips: whether each was applied, and the record
+    an upsert or a delete acts on (by its id, or by its external ref, then by the id that names)."""
+    keys = OrgKeys(org_id)
+    first: list[tuple] = [("EXISTS", keys.applied(c.idempotency_key)) for c in commands]
+    by_ref: list[tuple[CrmModule, tuple]] = []
+    for command in commands:
+        action = command.action
+        if isinstance(action, (UpsertRecord, DeleteRecord)) and action.record_id is not None:
+            first.append(("GET", keys.record(action.module, action.record_id)))
+        elif isinstance(action, UpsertRecord) and action.external_ref is not None:
+            by_ref.append((action.module, ("GET", keys.ref(action.module, action.external_ref))))
+    answers = await store.read_many(first + [read for _, read in by_ref])
+    referred = [("GET", keys.record(module, answers[read])) for module, read in by_ref if answers[read]]
+    return answers | await store.read_many(referred)
+
+
+async def apply_command(store: CrmStore, command: CrmCommand) -> bool:
+    """Apply `command`; False when its idempotency key was applied before (nothing done).
+
+    Raises RecordNotFound when it acts on a record the CRM does not have (deleted meanwhile).
+    """
     try:
-        await store.transaction(command.org_id, work)
+        await store.transaction(command.org_id, _unit_of_work(command))
     except AlreadyApplied:
         return False
     except RecordNotFound:

@@ -91,29 +91,41 @@ class CrmTransaction:
     """One org's reads, each remembered as a guard, and the writes decided from them.
 
     Nothing is written before the store commits, so a unit of work may run again (when what it read
-    changed meanwhile) and must have no other side effects.
+    changed meanwhile) and must have no other side effects. Within a batch (`CrmStore.transaction_batch`)
+    its reads see what the batch's earlier units of work wrote, and what was read for the batch ahead.
     """
 
-    def __init__(self, redis: aioredis.Redis, org_id: str, applied_ttl_s: int):
+    def __init__(self, redis: aioredis.Redis, org_id: str, applied_ttl_s: int, view: BatchView | None = None):
         self.redis = redis
         self.org_id = org_id
         self.keys = OrgKeys(org_id)
         self.now = dt.datetime.now(dt.UTC)
         self._applied_ttl_s = applied_ttl_s
+        self._view = view
         self.guards: list[list] = []
         self.writes: list[list[str]] = []
         self._once_guard: int | None = None
 
     async def _read(self, command: str, *args: str) -> str | None:
         """GET or HGET: a string or nothing, compared as such by the commit script."""
-        value = await self.redis.execute_command(command, *args)
+        source, value = self._view.lookup((command, *args)) if self._view is not None else (None, None)
+        if source is _WRITTEN:
+            return value  # decided by this batch's own writes, committed with them: nothing to guard
+        if source is None:
+            value = await self.redis.execute_command(command, *args)
         self.guards.append([[command, *args], False if value is None else value])
         return value
 
     # --- idempotency ------------------------------------------------------------------------------
     def once(self, idempotency_key: str, correlation_id: str) -> None:
-        """Commit only if `idempotency_key` was never committed, and remember it from then on."""
+        """Commit only if `idempotency_key` was never committed, and remember it from then on.
+
+        In a batch, a key the batch applied already, or read as applied, raises AlreadyApplied at once."""
         name = self.keys.applied(idempotency_key)
+        if self._view is not None:
+            source, exists = self._view.lookup(("EXISTS", name))
+            if source is not None and exists:
+                raise AlreadyApplied()
         self._once_guard = len(self.guards)
         self.guards.append([["EXISTS", name], 0])
         self.writes.append(["SET", name, correlation_id, "EX", str(self._applied_ttl_s)])
@@ -188,6 +200,51 @@ class CrmTransaction:
         self.writes.append(["XADD", OUTBOX, "*", OUTBOX_FIELD, change])
 
 
+_WRITTEN, _READ_AHEAD = "written", "read ahead"
+
+
+class BatchView:
+    """What one batch's units of work see besides Redis: the writes of those before them in the batch
+    (not committed yet: they commit together), and the values read for the whole batch in one pipeline.
+
+    Only the reads a transaction makes (GET, HGET, EXISTS) are answered; the writes that change their
+    answers (SET, DEL, HSET, HDEL) are followed, the others (indexes, outbox) read by nobody here."""
+
+    def __init__(self, read_ahead: dict[tuple, Any]):
+        self.read_ahead = read_ahead
+        self.values: dict[str, str | None] = {}  # key -> string value, None once deleted
+        self.fields: dict[str, dict[str, str | None]] = {}  # hash -> field -> value
+        self.cleared: set[str] = set()  # hashes deleted whole
+
+    def lookup(self, read: tuple) -> tuple[str | None, Any]:
+        """(_WRITTEN, value), (_READ_AHEAD, value) or (None, None): ask Redis."""
+        command, name, *rest = read
+        if command in ("GET", "EXISTS") and name in self.values:
+            value = self.values[name]
+            return _WRITTEN, (value if command == "GET" else int(value is not None))
+        if command == "HGET" and rest[0] in self.fields.get(name, {}):
+            return _WRITTEN, self.fields[name][rest[0]]
+        if command == "HGET" and name in self.cleared:
+            return _WRITTEN, None
+        if read in self.read_ahead:
+            return _READ_AHEAD, self.read_ahead[read]
+        return None, None
+
+    def follow(self, writes: list[list[str]]) -> None:
+        for command, name, *rest in writes:
+            if command == "SET":
+                self.values[name] = rest[0]
+            elif command == "DEL":
+                for deleted in (name, *rest):
+                    self.values[deleted] = None
+                    self.fields[deleted] = {}
+                    self.cleared.add(deleted)
+            elif command == "HSET":
+                self.fields.setdefault(name, {})[rest[0]] = rest[1]
+            elif command == "HDEL":
+                self.fields.setdefault(name, {})[rest[0]] = None
+
+
 class CrmStore:
     def __init__(self, redis: aioredis.Redis, applied_ttl_s: int):
         self.redis = redis
@@ -210,6 +267,56 @@ class CrmStore:
             if txn.is_once_guard(stale - 1):
                 raise AlreadyApplied()
         raise Contention(f"records of org {org_id} kept changing during {MAX_ATTEMPTS} attempts")
+
+    async def transaction_batch(self, org_id: str, works: list[Callable[[CrmTransaction], Awaitable[T]]],
+                                read_ahead: Callable[[], Awaitable[dict[tuple, Any]]]) -> list[T | BaseException]:
+        """Run each of `works` as `transaction` would, in order, and commit them all in one script call:
+        each sees what those before it wrote. A unit of work that raises (AlreadyApplied among others)
+        writes nothing and its exception is its result; the others go on.
+
+        `read_ahead()` answers, in one round trip, reads the units of work are about to make (guarded at
+        the commit like any read). What was read changed meanwhile: the batch runs again, reading from
+        Redis; an idempotency key committed meanwhile: that unit of work alone is AlreadyApplied."""
+        settled: dict[int, BaseException] = {}
+        ahead = await read_ahead()
+        for _ in range(MAX_ATTEMPTS):
+            view = BatchView(ahead)
+            results: list[T | BaseException] = []
+            guards, writes, owners = [], [], []  # owners: per guard, (unit of work, whether its once guard)
+            for number, work in enumerate(works):
+                if number in settled:
+                    results.append(settled[number])
+                    continue
+                txn = CrmTransaction(self.redis, org_id, self.applied_ttl_s, view)
+                try:
+                    results.append(await work(txn))
+                except Exception as exc:  # noqa: BLE001 - the unit of work's own outcome, told to its caller
+                    results.append(exc)
+                    continue
+                owners.extend((number, txn.is_once_guard(g)) for g in range(len(txn.guards)))
+                guards.extend(txn.guards)
+                writes.extend(txn.writes)
+                view.follow(txn.writes)
+            if not writes:
+                return results
+            stale = await self._commit(args=[_json(guards), _json(writes)])
+            if not stale:
+                return results
+            number, once = owners[stale - 1]
+            if once:
+                settled[number] = AlreadyApplied()
+            ahead = {}
+        raise Contention(f"records of org {org_id} kept changing during {MAX_ATTEMPTS} attempts")
+
+    async def read_many(self, reads: list[tuple]) -> dict[tuple, Any]:
+        """Each read (GET, HGET, EXISTS) with its answer, in one round trip."""
+        if not reads:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for read in reads:
+                pipe.execute_command(*read)
+            answers = await pipe.execute()
+        return dict(zip(reads, answers))
 
     async def applied(self, org_id: str, idempotency_key: str) -> bool:
         return bool(await self.redis.exists(OrgKeys(org_id).applied(idempotency_key)))

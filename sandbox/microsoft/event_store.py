@@ -103,6 +103,7 @@ class EventStore:
 
     def reset(self) -> None:
         with self.lock:
+            self.epoch = getattr(self, "epoch", 0) + 1  # sequence numbers start again: what was read from them is stale
             self._seq = 0
             self._events: dict[str, History] = {}
             self._by_user: dict[str, list[str]] = {}

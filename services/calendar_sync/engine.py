@@ -46,6 +46,7 @@ from services.calendar_sync.store import (
     OrgCalendarSettings,
     PendingCreations,
     ScopeState,
+    VersionConflict,
 )
 from services.calendar_sync.sync_report import SyncReport
 from services.calendar_sync.whole_calendar import WholeCalendar
@@ -100,13 +101,18 @@ class CalendarEngine:
             log.debug("crm creation linked", scope=pending.scope, provider_id=pending.provider_id,
                      record_id=change.record_id)
             maps = MappingStore(self.redis, pending.scope)
-            previous = await maps.by_crm_id(change.record_id)
             crm_event = mapping.crm_to_canonical(change.fields).event
-            linked = await maps.save(EventMapping(change.record_id, pending.provider_id, pending.snapshot,
-                                                  crm_event.fingerprint() if crm_event else None,
-                                                  pending.provider_fingerprint, pending.etag,
-                                                  crm_modified_at=change.modified_at.isoformat(),
-                                                  provider_snapshot=pending.snapshot), previous)
+            link = EventMapping(change.record_id, pending.provider_id, pending.snapshot,
+                                crm_event.fingerprint() if crm_event else None, pending.provider_fingerprint,
+                                pending.etag, crm_modified_at=change.modified_at.isoformat(),
+                                provider_snapshot=pending.snapshot)
+            try:  # a record the CRM has just created has no mapping: saved as new, without reading first
+                linked = await maps.save(link, None if change.op == CrmOp.CREATED else
+                                         await maps.by_crm_id(change.record_id))
+            except VersionConflict:
+                if change.op != CrmOp.CREATED:
+                    raise
+                linked = await maps.save(link, await maps.by_crm_id(change.record_id))  # one there after all
             await self.backlog.replay(pending, linked)  # its occurrences that came before its id
         return CrmObservation(echo=True, owners=owners)
 

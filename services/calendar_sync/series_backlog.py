@@ -97,7 +97,12 @@ class SeriesBacklog:
 
     async def replay(self, pending: PendingCreation, series: EventMapping) -> None:
         """The series' CRM record is linked: apply what was kept for it. Read, applied, then dropped: a crash
-        in between replays it again, and the keyed commands write once."""
+        in between replays it again, and the keyed commands write once.
+
+        Only a series' occurrences are kept (`keep`: by their series' provider id): the echo of any other
+        creation (a first sync's thousands) has nothing to look up."""
+        if not pending.snapshot.recurrence:
+            return
         name = self._backlog(pending.scope, pending.provider_id)
         kept = [_from_json(raw) for raw in (await self.redis.hgetall(name)).values()]
         if not kept:

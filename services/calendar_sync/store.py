@@ -272,6 +272,17 @@ class PendingCreation:
     created_at: float = field(default_factory=time.time)
 
 
+# The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
+# creation does not name its marker (put by an older version); nil when there is no such creation.
+_TAKE_PENDING = """
+local raw = redis.call('GETDEL', KEYS[1])
+if not raw then return nil end
+local marker = cjson.decode(raw)['marker']
+if type(marker) ~= 'string' then return {raw} end
+return {raw, redis.call('GETDEL', marker) or ''}
+"""
+
+
 class PendingCreations:
     """CRM creations on their way, by correlation id; and, by provider event, whether the provider deleted
     the event before the CRM's echo told us the new record's id (the delete must then follow it there)."""
@@ -279,6 +290,7 @@ class PendingCreations:
     def __init__(self, redis: aioredis.Redis, ttl_s: int = 7 * 86400):
         self.redis = redis
         self.ttl_s = ttl_s
+        self._take = redis.register_script(_TAKE_PENDING)
 
     @staticmethod
     def _for(scope: str, provider_id: str) -> str:
@@ -307,21 +319,27 @@ class PendingCreations:
     def _put(self, pipe, correlation_id: str, pending: PendingCreation) -> None:
         data = {f.name: getattr(pending, f.name) for f in fields(pending)}
         data["snapshot"] = pending.snapshot.model_dump(mode="json")
+        data["marker"] = self._for(pending.scope, pending.provider_id)
         pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
-        pipe.set(self._for(pending.scope, pending.provider_id), "pending", ex=self.ttl_s)
+        pipe.set(data["marker"], "pending", ex=self.ttl_s)
 
     async def mark_gone(self, scope: str, provider_id: str) -> bool:
         """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
         return bool(await self.redis.set(self._for(scope, provider_id), "gone", xx=True, keepttl=True))
 
     async def take(self, correlation_id: str) -> tuple[PendingCreation, bool] | None:
-        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take."""
-        raw = await self.redis.getdel(key("calpending", _digest(correlation_id)))
-        if raw is None:
+        """The creation, and whether its provider event was deleted meanwhile; None when not ours to take.
+        One round trip: the creation names its marker, taken with it (every echo of a first sync's
+        thousands of creations comes here)."""
+        answer = await self._take(keys=[key("calpending", _digest(correlation_id))])
+        if answer is None:
             return None
-        data = json.loads(raw)
+        data = json.loads(answer[0])
+        data.pop("marker", None)
         pending = PendingCreation(**(data | {"snapshot": CanonicalEvent.model_validate(data["snapshot"])}))
-        return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
+        if len(answer) == 1:  # put before creations named their marker
+            return pending, await self.redis.getdel(self._for(pending.scope, pending.provider_id)) == "gone"
+        return pending, answer[1] == "gone"
 
 
 @dataclass(frozen=True)
@@ -333,6 +351,16 @@ class IndexedEvent:
     in_sync: bool  # brought into sync (rules.brought_into_sync): not while only imported or migrated
 
 
+# A record's first change indexed, unless it is indexed already (a redelivery: then read and decided as any
+# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON.
+_INDEX_NEW = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 class CrmIndex:
     """What the CRM last announced: each owner's events, and the org's contact addresses.
 
@@ -341,10 +369,15 @@ class CrmIndex:
 
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
+        self._index_new = redis.register_script(_INDEX_NEW)
 
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
         owners = key("calcrmowner", change.org_id)
+        if change.op == "created" and await self._index_new(
+                keys=[owners, key("calcrm", change.org_id, change.owner_id)],
+                args=[change.record_id, change.owner_id, json.dumps(self._entry(change, None))]):
+            return None  # a new record, indexed in one round trip (a first sync's thousands of echoes)
         # One round trip in the usual case: the entry is read where it is when the owner did not change.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(owners, change.record_id)
@@ -358,13 +391,7 @@ class CrmIndex:
             await self.redis.hdel(held_by, change.record_id)
             await self.redis.hdel(owners, change.record_id)
             return moved_from
-        earlier = json.loads(previous) if previous else None
-        # How a record entered the CRM decides whether it is synced until a person touches it: keep its first source.
-        entry = {
-            "change": change.model_dump(mode="json"),
-            "created_source": earlier["created_source"] if earlier else change.source.value,
-            "in_sync": rules.brought_into_sync(_in_sync(earlier), change.source),
-        }
+        entry = self._entry(change, json.loads(previous) if previous else None)
         async with self.redis.pipeline(transaction=True) as pipe:
             if moved_from:
                 pipe.hdel(held_by, change.record_id)
@@ -372,6 +399,15 @@ class CrmIndex:
             pipe.hset(owners, change.record_id, change.owner_id)
             await pipe.execute()
         return moved_from
+
+    @staticmethod
+    def _entry(change: CrmChange, earlier: dict | None) -> dict:
+        # How a record entered the CRM decides whether it is synced until a person touches it: keep its first source.
+        return {
+            "change": change.model_dump(mode="json"),
+            "created_source": earlier["created_source"] if earlier else change.source.value,
+            "in_sync": rules.brought_into_sync(_in_sync(earlier), change.source),
+        }
 
     async def events_of(self, org_id: str, owner_id: str) -> dict[str, IndexedEvent]:
         raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))

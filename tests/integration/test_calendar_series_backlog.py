@@ -14,6 +14,7 @@ from schemas import ChangeSource, CrmChange, CrmCommand, CrmModule, CrmOp, Direc
 from services.calendar_sync.engine import CalendarEngine
 from services.calendar_sync.ports import ProviderEvent
 from services.calendar_sync.series_backlog import SeriesBacklog
+from services.calendar_sync.store import EventMapping, MappingStore
 from tests.integration.test_google_calendar_adapter import redis  # noqa: F401  (the real Redis, a client per test)
 from tests.unit.test_calendar_rules import config
 from tests.unit.test_calendar_rules_series import SERIES, cancelled, edited, week
@@ -88,3 +89,22 @@ async def test_a_series_deleted_before_its_echo_drops_what_was_kept(engine, redi
     [_, delete] = sent
     assert delete.action.kind == "delete_record" and delete.action.record_id == "crm-series"
     assert not await redis.exists(SeriesBacklog._backlog(settings.key, "master"))
+
+
+async def test_the_echo_of_a_creation_links_it_without_a_read_and_over_a_mapping_there_after_all(
+        engine, redis, settings, sent):  # noqa: F811
+    """A created record has no mapping: its link is saved as new. Should one exist (an id reused), the
+    link is saved over it, not lost."""
+    single = SERIES.model_copy(update={"recurrence": ()})
+    for provider_id in ("new-1", "new-2"):
+        assert await engine.apply_provider_event(settings, None, ProviderEvent(provider_id, single),
+                                                 "ann@x.com") == "pulled"
+    first, second = sent
+    maps = MappingStore(redis, settings.key)
+    await maps.save(EventMapping("rec-2", "someone-else", None), None)
+    await engine.observe_crm_change(echo_of(first, "rec-1"))
+    await engine.observe_crm_change(echo_of(second, "rec-2"))
+    linked = {crm_id: await maps.by_crm_id(crm_id) for crm_id in ("rec-1", "rec-2")}
+    assert (linked["rec-1"].provider_id, linked["rec-1"].version) == ("new-1", 1)
+    assert (linked["rec-2"].provider_id, linked["rec-2"].version) == ("new-2", 2)
+    assert (await maps.by_provider_id("new-2")).crm_id == "rec-2" and await maps.by_provider_id("someone-else") is None

@@ -3,15 +3,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import pytest
 
 from schemas import ChangeSource, CrmChange, CrmModule, CrmOp, Integration, IntegrationConfig
+from services.calendar_sync.model import CanonicalEvent, EventTime
 from services.calendar_sync.runtime import CalendarRuntime, ConfigView
-from services.calendar_sync.store import CrmIndex, EventMapping, MappingStore
+from services.calendar_sync.store import (
+    CrmIndex,
+    EventMapping,
+    MappingStore,
+    PendingCreation,
+    PendingCreations,
+    _digest,
+)
 from services.common.settings import DEV_FERNET_KEY, Settings
-from services.common.state import connect
+from services.common.state import connect, key
 from services.common.tokens import Grant
 from tests.support.factories import unique_org
 
@@ -61,6 +70,27 @@ def test_the_index_keeps_the_first_source_and_sees_an_event_move_to_another_owne
     asyncio.run(scenario())
 
 
+def test_a_creation_is_indexed_at_once_and_a_repeated_one_as_any_later_change(redis_url):
+    """A record's `created` change is indexed in one script call; redelivered (or after a move) it is read
+    and decided as any change: the first source is kept, and an owner change is seen."""
+    async def scenario():
+        redis, org, record = connect(redis_url), unique_org(), uuid.uuid4().hex
+        index = CrmIndex(redis)
+        created = change(org, "ann", record, "one", CrmOp.CREATED).model_copy(update={"source": ChangeSource.IMPORT})
+        assert await index.record_event(created) is None
+        first = await index.event(org, "ann", record)
+        assert (first.created_source, first.in_sync, first.change.fields["Event_Title"]) == ("import", False, "one")
+        again = created.model_copy(update={"source": ChangeSource.UI, "fields": {"Event_Title": "two"}})
+        assert await index.record_event(again) is None
+        second = await index.event(org, "ann", record)
+        assert (second.created_source, second.in_sync, second.change.fields["Event_Title"]) == ("import", True, "two")
+        assert await index.record_event(created.model_copy(update={"owner_id": "bob"})) == "ann"
+        assert await index.event(org, "ann", record) is None and await index.event(org, "bob", record) is not None
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_configurations_of_several_scopes_in_one_read(redis_url):
     async def scenario():
         redis, org = connect(redis_url), unique_org()
@@ -71,6 +101,33 @@ def test_configurations_of_several_scopes_in_one_read(redis_url):
         missing = f"{org}:ann:microsoft_calendar"
         assert await configs.get_many([config.key, missing]) == [config, None]
         assert await configs.get_many([]) == []
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pending_creation_is_taken_once_with_whether_its_event_went_meanwhile(redis_url):
+    """Taken in one round trip with its marker; one put before creations named their marker still is."""
+    async def scenario():
+        redis, where = connect(redis_url), scope()
+        pending = PendingCreations(redis)
+        event = CanonicalEvent(title="Demo", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+                               end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
+        await pending.put_many([("c-kept", PendingCreation(where, "p-kept", event, "f1")),
+                                ("c-gone", PendingCreation(where, "p-gone", event, "f2"))])
+        assert await pending.mark_gone(where, "p-gone")
+        kept, gone = await pending.take("c-kept"), await pending.take("c-gone")
+        assert (kept[0].provider_id, kept[0].snapshot, kept[1]) == ("p-kept", event, False)
+        assert (gone[0].provider_id, gone[1]) == ("p-gone", True)
+        assert await pending.take("c-kept") is None and await pending.take("never put") is None
+        assert not await pending.mark_gone(where, "p-kept"), "the marker went with the creation"
+        # as an older version put it: no marker named
+        await pending.put("c-old", PendingCreation(where, "p-old", event, "f3"))
+        name = key("calpending", _digest("c-old"))
+        await redis.set(name, json.dumps({k: v for k, v in json.loads(await redis.get(name)).items() if k != "marker"}))
+        assert await pending.mark_gone(where, "p-old")
+        old = await pending.take("c-old")
+        assert (old[0].provider_id, old[1]) == ("p-old", True)
         await redis.aclose()
 
     asyncio.run(scenario())

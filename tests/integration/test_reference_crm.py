@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import httpx
 import pytest
 
 from sandbox.crm import edits
-from sandbox.crm.records import Origin
-from sandbox.crm.store import CrmStore
+from sandbox.crm.commands import apply_command, apply_commands
+from sandbox.crm.records import Origin, RecordNotFound
+from sandbox.crm.store import OUTBOX, OUTBOX_FIELD, CrmStore
 from schemas import (
     AttachEmail,
     ChangeSource,
@@ -23,6 +25,7 @@ from schemas import (
     CrmModule,
     CrmOp,
     DeadLetter,
+    DeleteRecord,
     InviteUser,
     JoinRequest,
     LinkFile,
@@ -362,3 +365,75 @@ def test_values_survive_the_commit_script_as_they_were_sent(redis_url):
 
     stored = asyncio.run(scenario())
     assert stored.fields == fields and stored.external_ref == "g:é/1"
+
+
+def test_a_batch_of_commands_applies_each_in_order_as_one_at_a_time_would(redis_url):
+    """Later commands of a batch see what earlier ones wrote (uncommitted yet), a key repeated within the
+    batch or applied before is skipped, and a command on a missing record fails alone."""
+    org = unique_org()
+    before = command(org, upsert(external_ref="g:before", fields={"Event_Title": "old"}), "key-before")
+    batch = [
+        command(org, upsert(external_ref="g:1", fields={"Event_Title": "created"}), "key-1"),
+        command(org, upsert(external_ref="g:1", fields={"Location": "Room 2"}), "key-2"),
+        command(org, upsert(external_ref="g:1", fields={"Event_Title": "repeat"}), "key-1"),
+        command(org, upsert(external_ref="g:before", fields={"Event_Title": "again"}), "key-before"),
+        command(org, upsert(external_ref="g:before", fields={"Event_Title": "new"}), "key-3"),
+        command(org, UpsertRecord(module=CrmModule.EVENTS, record_id="gone", owner_id="user-1",
+                                  fields={"Event_Title": "x"}), "key-4"),
+        command(org, DeleteRecord(module=CrmModule.EVENTS, record_id="gone"), "key-5"),
+    ]
+
+    async def scenario():
+        store = store_on(redis_url)
+        await apply_command(store, before)
+        outcomes = await apply_commands(store, batch)
+        again = await apply_commands(store, batch[:2])
+        records = await store.records(org, CrmModule.EVENTS, 0, 10)
+        announced = await store.redis.xrange(OUTBOX)
+        await store.redis.aclose()
+        return outcomes, again, records, [json.loads(e[OUTBOX_FIELD]) for _, e in announced]
+
+    outcomes, again, records, outbox = asyncio.run(scenario())
+    assert outcomes[:5] == [True, True, False, False, True] and outcomes[6] is True
+    assert isinstance(outcomes[5], RecordNotFound)
+    assert again == [False, False]
+    by_ref = {r.external_ref: r.fields for r in records}
+    assert by_ref == {"g:1": {"Event_Title": "created", "Location": "Room 2"}, "g:before": {"Event_Title": "new"}}
+    ours = [(c["op"], c["fields"].get("Event_Title")) for c in outbox if c["org_id"] == org]
+    assert ours == [("created", "old"), ("created", "created"), ("updated", "created"), ("updated", "new")]
+
+
+def test_a_batch_whose_reads_change_before_its_commit_runs_again_and_loses_nothing(redis_url):
+    """A person's edit between the batch's reads and its commit: the batch reads again, both edits stay."""
+    org, origin = unique_org(), Origin(ChangeSource.UI)
+
+    async def scenario():
+        store = store_on(redis_url)
+        record = await store.transaction(org, lambda txn: _edit(txn, None, {"A": 1}, origin))
+        attempts = 0
+
+        async def batch_edit(txn):
+            nonlocal attempts
+            attempts += 1
+            current = await edits.existing(txn, CrmModule.EVENTS, record.id)
+            if attempts == 1:  # someone else's edit lands after this read
+                await store.transaction(org, lambda other: _edit(other, record.id, {"B": 2}, origin))
+            return edits.put(txn, current, CrmModule.EVENTS, None, {"C": 3}, None, origin)
+
+        outcomes = await store.transaction_batch(org, [batch_edit], _nothing_ahead)
+        fields = (await store.record(org, CrmModule.EVENTS, record.id)).fields
+        await store.redis.aclose()
+        return outcomes, attempts, fields
+
+    outcomes, attempts, fields = asyncio.run(scenario())
+    assert not isinstance(outcomes[0], Exception) and attempts == 2
+    assert fields == {"A": 1, "B": 2, "C": 3}
+
+
+async def _nothing_ahead() -> dict:
+    return {}
+
+
+async def _edit(txn, record_id: str | None, fields: dict, origin: Origin):
+    current = await edits.existing(txn, CrmModule.EVENTS, record_id) if record_id else None
+    return edits.put(txn, current, CrmModule.EVENTS, "user-1", fields, None, origin)

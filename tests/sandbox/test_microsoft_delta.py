@@ -40,6 +40,23 @@ def test_full_round_is_paged_by_maxpagesize_and_ends_with_a_delta_link(sandbox):
     assert again == [[]], "nothing changed since the deltaLink"
 
 
+def test_writes_during_a_paged_round_come_in_the_next_round_not_on_its_later_pages(sandbox):
+    """A round's pages are of the state it began with (worked out once for all its pages): what is written
+    meanwhile is neither on its later pages nor lost, the next round brings it."""
+    api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
+    made = [api.post("/me/events", json=event_body(f"Day {day}", f"2026-03-0{day}T10:00:00",
+                                                   f"2026-03-0{day}T11:00:00")).json() for day in range(2, 7)]
+    headers = {"Prefer": "odata.maxpagesize=2"}
+    first = api.get("/me/calendarView/delta", params=WINDOW, headers=headers).json()
+    api.patch(f"/me/events/{made[4]['id']}", json={"subject": "Renamed"})
+    api.post("/me/events", json=event_body("Late", "2026-03-08T10:00:00", "2026-03-08T11:00:00"))
+    rest, delta_link, _ = _round(api, first["@odata.nextLink"], page_size=2)
+    assert sorted(e["subject"] for p in [first["value"], *rest] for e in p) == [f"Day {d}" for d in range(2, 7)]
+
+    again, _, _ = _round(api, delta_link)
+    assert sorted(e["subject"] for p in again for e in p) == ["Late", "Renamed"]
+
+
 def test_delta_link_returns_only_changes_and_removals(sandbox):
     api = graph(sandbox, new_user(sandbox, "ann@contoso.test")["access_token"])
     kept = api.post("/me/events", json=event_body("Kept")).json()
