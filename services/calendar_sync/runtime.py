@@ -17,9 +17,9 @@ import time
 import uuid
 
 from schemas import CrmCommand, Integration, IntegrationConfig, SyncJob, SyncJobKind, user_key
-from services.calendar_sync.providers import CalendarProviders
 from services.calendar_sync.engine import CalendarEngine
 from services.calendar_sync.ports import AuthFailed, CalendarProvider
+from services.calendar_sync.providers import CalendarProviders
 from services.calendar_sync.watches import Watches
 from services.common.auth_status import mark_auth_failed
 from services.common.logging import get_logger
@@ -161,7 +161,7 @@ class CalendarRuntime:
                           job_id: str | None = None) -> None:
         job = SyncJob(job_id=job_id or uuid.uuid4().hex, org_id=config.org_id, user_id=config.user_id,
                       integration=config.integration, kind=kind, reason=reason,
-                      requested_at=dt.datetime.now(dt.timezone.utc))
+                      requested_at=dt.datetime.now(dt.UTC))
         await self.publish(SYNC_JOBS.name, job.key, job)
 
     async def store_preview(self, job_id: str, preview: dict) -> None:

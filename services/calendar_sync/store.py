@@ -59,7 +59,7 @@ class EventMapping:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, raw: str) -> "EventMapping":
+    def from_json(cls, raw: str) -> EventMapping:
         data = json.loads(raw)
         events = {name: data.pop(name, None) for name in ("snapshot", "provider_snapshot")}
         return cls(**{name: CanonicalEvent.model_validate(e) if e else None for name, e in events.items()}, **data)

@@ -15,14 +15,27 @@ import time
 import mode
 
 from schemas import (
-    CrmChange, CrmModule, Direction, Integration, IntegrationConfig, NotificationKind, ProviderNotification, SyncJob,
+    CrmChange,
+    CrmModule,
+    Direction,
+    Integration,
+    IntegrationConfig,
+    NotificationKind,
+    ProviderNotification,
+    SyncJob,
     SyncJobKind,
 )
 from services.calendar_sync.ports import AuthFailed, NotWritable
 from services.calendar_sync.runtime import CALENDAR_INTEGRATIONS, CalendarRuntime, calendar_scopes, scope_of
 from services.common.auth_status import mark_ok
 from services.common.settings import get_settings
-from services.common.topics import CRM_CHANGES, INTEGRATION_CONFIGS, PROVIDER_NOTIFICATIONS, SYNC_JOBS, TopicSpec
+from services.common.topics import (
+    CRM_CHANGES,
+    INTEGRATION_CONFIGS,
+    PROVIDER_NOTIFICATIONS,
+    SYNC_JOBS,
+    TopicSpec,
+)
 from services.common.worker import FaustPublisher, handled_agent, new_worker_app, run_worker
 
 NAME = "calendar_sync"
