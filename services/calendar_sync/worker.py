@@ -10,6 +10,7 @@ A timer turns channels about to expire into renewal jobs.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import mode
@@ -28,6 +29,7 @@ from schemas import (
 from services.calendar_sync.ports import AuthFailed, NotWritable
 from services.calendar_sync.runtime import CALENDAR_INTEGRATIONS, CalendarRuntime, calendar_scopes, scope_of
 from services.common.auth_status import mark_ok
+from services.common.logging import get_logger
 from services.common.settings import get_settings
 from services.common.topics import (
     CRM_CHANGES,
@@ -37,8 +39,10 @@ from services.common.topics import (
     TopicSpec,
 )
 from services.common.worker import FaustPublisher, handled_agent, new_worker_app, run_worker
+from services.providers.google.client import warm_threads
 
 NAME = "calendar_sync"
+log = get_logger(__name__)
 CRM_EVENTS = TopicSpec("calendar_sync.crm_events", purpose="CRM event changes re-keyed org:owner:integration")
 WATCH_RENEWAL_MARGIN_S = 3600.0
 # An echo skips its pull only while the user's delta token was used this recently: a calendar only we
@@ -197,7 +201,13 @@ def _disabled_placeholder(job: SyncJob) -> IntegrationConfig:
 
 @app.service
 class ProviderPools(mode.Service):
-    """Closes the providers' HTTP pools (Graph's aiohttp session) when the worker stops."""
+    """Warms the Google client threads when the worker starts; closes the providers' HTTP pools (Graph's
+    aiohttp session) when it stops."""
+
+    async def on_started(self) -> None:
+        warmed = await asyncio.get_running_loop().run_in_executor(
+            None, warm_threads, settings, "calendar", "v3", ("events", "calendarList", "channels"))
+        log.info("google client threads warmed", threads=warmed)
 
     async def on_stop(self) -> None:
         await runtime.providers.aclose()
