@@ -205,12 +205,20 @@ class ProviderPools(mode.Service):
     aiohttp session) when it stops."""
 
     async def on_started(self) -> None:
-        warmed = await asyncio.get_running_loop().run_in_executor(
+        # In the background: the agents start at once, and a call made meanwhile warms its own thread.
+        self._warming = asyncio.get_running_loop().run_in_executor(
             None, warm_threads, settings, "calendar", "v3", ("events", "calendarList", "channels"))
-        log.info("google client threads warmed", threads=warmed)
+        self._warming.add_done_callback(_log_warming)
 
     async def on_stop(self) -> None:
         await runtime.providers.aclose()
+
+
+def _log_warming(done: asyncio.Future) -> None:
+    if done.cancelled() or done.exception() is not None:
+        log.warning("google client threads not warmed", error=None if done.cancelled() else repr(done.exception()))
+    else:
+        log.info("google client threads warmed", threads=done.result())
 
 
 @app.timer(interval=300.0)
