@@ -163,6 +163,12 @@ def _thread_client(settings: Settings, api: str, version: str, endpoint: str) ->
 WARM_UP_WAIT_S = 10.0
 
 
+def api_endpoint(settings: Settings, api: str, version: str, service_path: str | None = None) -> str:
+    """Where the API's method paths start: also the key of each thread's service for it."""
+    path = f"{api}/{version}/" if service_path is None else service_path
+    return f"{settings.google_api_base_url}/{path}"
+
+
 def warm_threads(settings: Settings, api: str, version: str, collections: tuple[str, ...]) -> int:
     """Build every pool thread's service and `collections` for the API now; the number of threads warmed.
 
@@ -170,7 +176,7 @@ def warm_threads(settings: Settings, api: str, version: str, collections: tuple[
     changes met all 64 cold threads at once, and the first two seconds of the latency bench's 100 changes
     a second waited on it (p99 1.1 s). Each task waits at a barrier, so each runs on a thread of its own.
     """
-    endpoint = f"{settings.google_api_base_url}/{api}/{version}/"
+    endpoint = api_endpoint(settings, api, version)
     barrier = threading.Barrier(THREADS)
 
     def warm() -> bool:
@@ -199,8 +205,7 @@ class GoogleApi:
         self.credentials = credentials
         self.api, self.version = api, version
         self.bucket = bucket
-        path = f"{api}/{version}/" if service_path is None else service_path
-        self.endpoint = f"{settings.google_api_base_url}/{path}"
+        self.endpoint = api_endpoint(settings, api, version, service_path)
         self.batch_uri = f"{settings.google_api_base_url}/batch/{api}/{version}"
         self.retry = RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
 
