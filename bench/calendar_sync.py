@@ -215,18 +215,21 @@ class Bench:
         edited = asyncio.run(self._edit_events(provider, synced, targets))
         records = {synced["records"][user][n]: i for i, (user, n) in enumerate(targets)}
 
+        def shows_edit(record_id: str, record: dict) -> bool:
+            return record["fields"]["Event_Title"] == f"latency {records[record_id]}"
+
         def applied() -> dict[str, dict]:
             held = self.crm.events(synced["org"], records)
-            return held if all(r["fields"]["Event_Title"] == f"latency {records[i]}" for i, r in held.items()) else {}
+            return held if all(shows_edit(i, r) for i, r in held.items()) else {}
 
         try:
             held = wait_for(applied, 120, interval_s=0.5, what="every edit in the CRM")
         except AssertionError:
             held = self.crm.events(synced["org"], records)
-        latencies = [(edited[records[i]], _instant(r["modified_at"]) - edited[records[i]]) for i, r in held.items()
-                     if r["fields"]["Event_Title"] == f"latency {records[i]}"]
+        done = {i: r for i, r in held.items() if shows_edit(i, r)}
+        latencies = [(edited[records[i]], _instant(r["modified_at"]) - edited[records[i]]) for i, r in done.items()]
         unapplied = [{"record": i, "expected": f"latency {n}", "held": held.get(i, {}).get("fields", {}).get("Event_Title")}
-                     for i, n in records.items() if i not in held or held[i]["fields"]["Event_Title"] != f"latency {n}"]
+                     for i, n in records.items() if i not in done]
         return _latency_figures(latencies, count) | _calls_per_change(before, self.sandbox.counters(), count) | (
             {"unapplied_sample": unapplied[:5]} if unapplied else {})
 
