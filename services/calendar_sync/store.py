@@ -272,6 +272,17 @@ class PendingCreation:
     created_at: float = field(default_factory=time.time)
 
 
+# Creations put with their markers, all at once: KEYS each creation's key followed by its marker's, pair by
+# pair; ARGV the time to live (s), then each creation's JSON. One command however many: a first sync's
+# page puts hundreds, which a pipeline would pack and send one command at a time.
+_PUT_PENDING = """
+for i = 1, #KEYS, 2 do
+  redis.call('SET', KEYS[i], ARGV[(i + 1) / 2 + 1], 'EX', ARGV[1])
+  redis.call('SET', KEYS[i + 1], 'pending', 'EX', ARGV[1])
+end
+return #KEYS / 2
+"""
+
 # The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
 # creation does not name its marker (put by an older version); nil when there is no such creation.
 _TAKE_PENDING = """
@@ -291,6 +302,7 @@ class PendingCreations:
         self.redis = redis
         self.ttl_s = ttl_s
         self._take = redis.register_script(_TAKE_PENDING)
+        self._put = redis.register_script(_PUT_PENDING)
 
     @staticmethod
     def _for(scope: str, provider_id: str) -> str:
@@ -303,25 +315,21 @@ class PendingCreations:
         return PendingCreations._for(scope, provider_id)
 
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._put(pipe, correlation_id, pending)
-            await pipe.execute()
+        await self.put_many([(correlation_id, pending)])
 
     async def put_many(self, creations: list[tuple[str, PendingCreation]]) -> None:
-        """`put` for each (correlation id, creation), in one round trip (a first sync's page)."""
+        """Remember each (correlation id, creation) and mark its provider event pending, all in one
+        script call (a first sync's page): atomic, as each creation and its marker must be."""
         if not creations:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for correlation_id, pending in creations:
-                self._put(pipe, correlation_id, pending)
-            await pipe.execute()
-
-    def _put(self, pipe, correlation_id: str, pending: PendingCreation) -> None:
-        data = {f.name: getattr(pending, f.name) for f in fields(pending)}
-        data["snapshot"] = pending.snapshot.model_dump(mode="json")
-        data["marker"] = self._for(pending.scope, pending.provider_id)
-        pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
-        pipe.set(data["marker"], "pending", ex=self.ttl_s)
+        names, values = [], [str(self.ttl_s)]
+        for correlation_id, pending in creations:
+            data = {f.name: getattr(pending, f.name) for f in fields(pending)}
+            data["snapshot"] = pending.snapshot.model_dump(mode="json")
+            data["marker"] = self._for(pending.scope, pending.provider_id)
+            names += [key("calpending", _digest(correlation_id)), data["marker"]]
+            values.append(json.dumps(data))
+        await self._put(keys=names, args=values)
 
     async def mark_gone(self, scope: str, provider_id: str) -> bool:
         """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
@@ -361,6 +369,21 @@ return 1
 """
 
 
+# Meetings claimed, each by the owner given unless an earlier one holds it: KEYS the meetings' keys, ARGV[1]
+# the owner; answers each meeting's owner after the claim, in order. One command for a first sync's page.
+_CLAIM_MEETINGS = """
+local owners = {}
+for i, name in ipairs(KEYS) do
+  if redis.call('SET', name, ARGV[1], 'NX') then
+    owners[i] = ARGV[1]
+  else
+    owners[i] = redis.call('GET', name)
+  end
+end
+return owners
+"""
+
+
 class CrmIndex:
     """What the CRM last announced: each owner's events, and the org's contact addresses.
 
@@ -370,6 +393,7 @@ class CrmIndex:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
         self._index_new = redis.register_script(_INDEX_NEW)
+        self._claim_meetings = redis.register_script(_CLAIM_MEETINGS)
 
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
@@ -443,22 +467,14 @@ class CrmIndex:
         The same meeting on several users' calendars (one iCalUID) becomes one CRM event, owned by
         the first user it was seen for; the others are added as its participants.
         """
-        name = self._meeting(org_id, ical_uid)
-        if await self.redis.set(name, owner_id, nx=True):
-            return owner_id
-        return await self.redis.get(name)
+        return (await self.claim_meetings(org_id, [ical_uid], owner_id))[ical_uid]
 
     async def claim_meetings(self, org_id: str, ical_uids: list[str], owner_id: str) -> dict[str, str]:
-        """`claim_meeting` for each of these meetings, in order and in one round trip: iCalUID -> owner."""
+        """`claim_meeting` for each of these meetings, in order and in one script call: iCalUID -> owner."""
         if not ical_uids:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for uid in ical_uids:
-                pipe.set(self._meeting(org_id, uid), owner_id, nx=True)
-            for uid in ical_uids:
-                pipe.get(self._meeting(org_id, uid))
-            answers = await pipe.execute()
-        return dict(zip(ical_uids, answers[len(ical_uids):]))
+        owners = await self._claim_meetings(keys=[self._meeting(org_id, uid) for uid in ical_uids], args=[owner_id])
+        return dict(zip(ical_uids, owners))
 
     @staticmethod
     def _meeting(org_id: str, ical_uid: str) -> str:

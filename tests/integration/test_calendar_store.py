@@ -133,6 +133,43 @@ def test_a_pending_creation_is_taken_once_with_whether_its_event_went_meanwhile(
     asyncio.run(scenario())
 
 
+def test_a_meeting_is_owned_by_the_first_user_to_claim_it_whether_claimed_alone_or_with_others(redis_url):
+    """One script call claims a page's meetings: each goes to the first claimant, whatever its case or
+    repetition, and a single claim agrees with a claim in bulk."""
+    async def scenario():
+        redis, org = connect(redis_url), unique_org()
+        index = CrmIndex(redis)
+        assert await index.claim_meetings(org, [], "ann") == {}
+        assert await index.claim_meetings(org, ["m1", "m2", "m1"], "ann") == {"m1": "ann", "m2": "ann"}
+        assert await index.claim_meetings(org, ["M2", "m3"], "bob") == {"M2": "ann", "m3": "bob"}
+        assert await index.claim_meeting(org, "m3", "ann") == "bob"
+        assert await index.claim_meeting(org, "m4", "ann") == "ann"
+        assert await index.claim_meetings(unique_org(), ["m1"], "bob") == {"m1": "bob"}, "per org"
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_pending_creations_put_together_each_with_its_marker_and_time_to_live(redis_url):
+    async def scenario():
+        redis, where = connect(redis_url), scope()
+        pending = PendingCreations(redis, ttl_s=600)
+        event = CanonicalEvent(title="Demo", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+                               end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
+        await pending.put_many([])
+        await pending.put_many([(f"c{n}", PendingCreation(where, f"p{n}", event, f"f{n}", f"e{n}")) for n in range(3)])
+        for n in range(3):
+            name = key("calpending", _digest(f"c{n}"))
+            assert 0 < await redis.ttl(name) <= 600 and 0 < await redis.ttl(PendingCreations.marker(where, f"p{n}")) <= 600
+            assert await redis.get(PendingCreations.marker(where, f"p{n}")) == "pending"
+            taken, gone = await pending.take(f"c{n}")
+            assert (taken.provider_id, taken.provider_fingerprint, taken.etag, taken.snapshot, gone) == \
+                (f"p{n}", f"f{n}", f"e{n}", event, False)
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_records_mapping_and_its_index_entry_in_one_read(redis_url):
     async def scenario():
         redis, org, record = connect(redis_url), unique_org(), uuid.uuid4().hex
