@@ -284,14 +284,17 @@ return #KEYS / 2
 """
 
 # The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
-# creation does not name its marker (put by an older version); nil when there is no such creation.
-_TAKE_PENDING = """
-local raw = redis.call('GETDEL', KEYS[1])
-if not raw then return nil end
-local marker = cjson.decode(raw)['marker']
-if type(marker) ~= 'string' then return {raw} end
-return {raw, redis.call('GETDEL', marker) or ''}
+# creation does not name its marker (put by an older version); false (nil) when there is no such creation.
+_TAKE_PENDING_FUNCTION = """
+local function take_pending(name)
+  local raw = redis.call('GETDEL', name)
+  if not raw then return false end
+  local marker = cjson.decode(raw)['marker']
+  if type(marker) ~= 'string' then return {raw} end
+  return {raw, redis.call('GETDEL', marker) or ''}
+end
 """
+_TAKE_PENDING = _TAKE_PENDING_FUNCTION + "return take_pending(KEYS[1])"
 
 
 class PendingCreations:
@@ -327,7 +330,7 @@ class PendingCreations:
             data = {f.name: getattr(pending, f.name) for f in fields(pending)}
             data["snapshot"] = pending.snapshot.model_dump(mode="json")
             data["marker"] = self._for(pending.scope, pending.provider_id)
-            names += [key("calpending", _digest(correlation_id)), data["marker"]]
+            names += [self.key_of(correlation_id), data["marker"]]
             values.append(json.dumps(data))
         await self._put(keys=names, args=values)
 
@@ -339,7 +342,14 @@ class PendingCreations:
         """The creation, and whether its provider event was deleted meanwhile; None when not ours to take.
         One round trip: the creation names its marker, taken with it (every echo of a first sync's
         thousands of creations comes here)."""
-        answer = await self._take(keys=[key("calpending", _digest(correlation_id))])
+        return await self.taken(await self._take(keys=[self.key_of(correlation_id)]))
+
+    @staticmethod
+    def key_of(correlation_id: str) -> str:
+        return key("calpending", _digest(correlation_id))
+
+    async def taken(self, answer: list | None) -> tuple[PendingCreation, bool] | None:
+        """What `take` returns, from the answer of the take_pending script function."""
         if answer is None:
             return None
         data = json.loads(answer[0])
@@ -360,12 +370,21 @@ class IndexedEvent:
 
 
 # A record's first change indexed, unless it is indexed already (a redelivery: then read and decided as any
-# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON.
-_INDEX_NEW = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON. 1: indexed.
+_INDEX_NEW_FUNCTION = """
+local function index_new()
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+"""
+_INDEX_NEW = _INDEX_NEW_FUNCTION + "return index_new()"
+# The echo of a creation we asked for: the new record indexed as _INDEX_NEW does, then (KEYS[3]) the pending
+# creation taken as _TAKE_PENDING does: [1, taken]. [0] when the record was indexed already, nothing taken.
+_INDEX_NEW_AND_TAKE = _INDEX_NEW_FUNCTION + _TAKE_PENDING_FUNCTION + """
+if index_new() == 0 then return {0} end
+return {1, take_pending(KEYS[3])}
 """
 
 
@@ -394,14 +413,13 @@ class CrmIndex:
         self.redis = redis
         self._index_new = redis.register_script(_INDEX_NEW)
         self._claim_meetings = redis.register_script(_CLAIM_MEETINGS)
+        self._index_new_and_take = redis.register_script(_INDEX_NEW_AND_TAKE)
 
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
         owners = key("calcrmowner", change.org_id)
-        if change.op == "created" and await self._index_new(
-                keys=[owners, key("calcrm", change.org_id, change.owner_id)],
-                args=[change.record_id, change.owner_id, json.dumps(self._entry(change, None))]):
-            return None  # a new record, indexed in one round trip (a first sync's thousands of echoes)
+        if change.op == "created" and await self._index_new(**self._new_call(change)):
+            return None  # a new record, indexed in one round trip
         # One round trip in the usual case: the entry is read where it is when the owner did not change.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(owners, change.record_id)
@@ -423,6 +441,24 @@ class CrmIndex:
             pipe.hset(owners, change.record_id, change.owner_id)
             await pipe.execute()
         return moved_from
+
+    def _new_call(self, change: CrmChange) -> dict:
+        """The keys and arguments of the index_new script function for a `created` change."""
+        return {"keys": [key("calcrmowner", change.org_id), key("calcrm", change.org_id, change.owner_id)],
+                "args": [change.record_id, change.owner_id, json.dumps(self._entry(change, None))]}
+
+    async def record_echo(self, change: CrmChange,
+                          pending: PendingCreations) -> tuple[str | None, tuple[PendingCreation, bool] | None]:
+        """`record_event`, then `pending.take` of its correlation id, for a change of ours coming back: (the
+        previous owner, what was taken). A record we had created (a first sync's thousands of echoes) in
+        one script call, not two."""
+        if change.op == "created":
+            call = self._new_call(change)
+            answer = await self._index_new_and_take(keys=[*call["keys"], pending.key_of(change.correlation_id)],
+                                                    args=call["args"])
+            if answer[0]:
+                return None, await pending.taken(answer[1])
+        return await self.record_event(change), await pending.take(change.correlation_id)
 
     @staticmethod
     def _entry(change: CrmChange, earlier: dict | None) -> dict:
