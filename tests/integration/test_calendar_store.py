@@ -154,7 +154,7 @@ def test_pending_creations_put_together_each_with_its_marker_and_time_to_live(re
     async def scenario():
         redis, where = connect(redis_url), scope()
         pending = PendingCreations(redis, ttl_s=600)
-        event = CanonicalEvent(title="Demo", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+        event = CanonicalEvent(title="Démo ☕ \"quoted\"", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
                                end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
         await pending.put_many([])
         await pending.put_many([(f"c{n}", PendingCreation(where, f"p{n}", event, f"f{n}", f"e{n}")) for n in range(3)])
