@@ -86,11 +86,14 @@ class CalendarEngine:
             await self.index.record_contact(change)
         if change.module != CrmModule.EVENTS:
             return CrmObservation(echo=False)
-        moved_from = await self.index.record_event(change)
+        ours = is_our_correlation(change.correlation_id)
+        if ours:  # indexed, and the creation it answers (if any) taken
+            moved_from, taken = await self.index.record_echo(change, self.pending)
+        else:
+            moved_from, taken = await self.index.record_event(change), None
         owners = (change.owner_id, moved_from) if moved_from else (change.owner_id,)
-        if not is_our_correlation(change.correlation_id):
+        if not ours:
             return CrmObservation(echo=False, owners=owners)
-        taken = await self.pending.take(change.correlation_id)
         if taken is not None and taken[1]:  # deleted at the provider before its CRM record existed
             await self.crm.command(change.org_id, taken[0].scope, DeleteRecord(module=CrmModule.EVENTS,
                                                                             record_id=change.record_id),

@@ -23,6 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields, replace
 
+import orjson
 import redis.asyncio as aioredis
 
 from schemas import CrmChange
@@ -272,15 +273,29 @@ class PendingCreation:
     created_at: float = field(default_factory=time.time)
 
 
-# The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
-# creation does not name its marker (put by an older version); nil when there is no such creation.
-_TAKE_PENDING = """
-local raw = redis.call('GETDEL', KEYS[1])
-if not raw then return nil end
-local marker = cjson.decode(raw)['marker']
-if type(marker) ~= 'string' then return {raw} end
-return {raw, redis.call('GETDEL', marker) or ''}
+# Creations put with their markers, all at once: KEYS each creation's key followed by its marker's, pair by
+# pair; ARGV the time to live (s), then each creation's JSON. One command however many: a first sync's
+# page puts hundreds, which a pipeline would pack and send one command at a time.
+_PUT_PENDING = """
+for i = 1, #KEYS, 2 do
+  redis.call('SET', KEYS[i], ARGV[(i + 1) / 2 + 1], 'EX', ARGV[1])
+  redis.call('SET', KEYS[i + 1], 'pending', 'EX', ARGV[1])
+end
+return #KEYS / 2
 """
+
+# The creation and its marker, both taken: [creation JSON, marker value or ""]; [creation JSON] when the
+# creation does not name its marker (put by an older version); false (nil) when there is no such creation.
+_TAKE_PENDING_FUNCTION = """
+local function take_pending(name)
+  local raw = redis.call('GETDEL', name)
+  if not raw then return false end
+  local marker = cjson.decode(raw)['marker']
+  if type(marker) ~= 'string' then return {raw} end
+  return {raw, redis.call('GETDEL', marker) or ''}
+end
+"""
+_TAKE_PENDING = _TAKE_PENDING_FUNCTION + "return take_pending(KEYS[1])"
 
 
 class PendingCreations:
@@ -291,6 +306,7 @@ class PendingCreations:
         self.redis = redis
         self.ttl_s = ttl_s
         self._take = redis.register_script(_TAKE_PENDING)
+        self._put = redis.register_script(_PUT_PENDING)
 
     @staticmethod
     def _for(scope: str, provider_id: str) -> str:
@@ -303,25 +319,23 @@ class PendingCreations:
         return PendingCreations._for(scope, provider_id)
 
     async def put(self, correlation_id: str, pending: PendingCreation) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._put(pipe, correlation_id, pending)
-            await pipe.execute()
+        await self.put_many([(correlation_id, pending)])
 
     async def put_many(self, creations: list[tuple[str, PendingCreation]]) -> None:
-        """`put` for each (correlation id, creation), in one round trip (a first sync's page)."""
+        """Remember each (correlation id, creation) and mark its provider event pending, all in one
+        script call (a first sync's page): atomic, as each creation and its marker must be."""
         if not creations:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for correlation_id, pending in creations:
-                self._put(pipe, correlation_id, pending)
-            await pipe.execute()
-
-    def _put(self, pipe, correlation_id: str, pending: PendingCreation) -> None:
-        data = {f.name: getattr(pending, f.name) for f in fields(pending)}
-        data["snapshot"] = pending.snapshot.model_dump(mode="json")
-        data["marker"] = self._for(pending.scope, pending.provider_id)
-        pipe.set(key("calpending", _digest(correlation_id)), json.dumps(data), ex=self.ttl_s)
-        pipe.set(data["marker"], "pending", ex=self.ttl_s)
+        names, values = [], [str(self.ttl_s)]
+        for correlation_id, pending in creations:
+            data = {f.name: getattr(pending, f.name) for f in fields(pending)}
+            data["snapshot"] = pending.snapshot.model_dump(mode="json")
+            data["marker"] = self._for(pending.scope, pending.provider_id)
+            names += [self.key_of(correlation_id), data["marker"]]
+            # orjson: plain data only (strings, small numbers), read back alike; json.dumps was a few % of
+            # a first sync's CPU here
+            values.append(orjson.dumps(data))
+        await self._put(keys=names, args=values)
 
     async def mark_gone(self, scope: str, provider_id: str) -> bool:
         """The provider deleted an event we have no mapping for: True when its CRM creation is on its way."""
@@ -331,7 +345,14 @@ class PendingCreations:
         """The creation, and whether its provider event was deleted meanwhile; None when not ours to take.
         One round trip: the creation names its marker, taken with it (every echo of a first sync's
         thousands of creations comes here)."""
-        answer = await self._take(keys=[key("calpending", _digest(correlation_id))])
+        return await self.taken(await self._take(keys=[self.key_of(correlation_id)]))
+
+    @staticmethod
+    def key_of(correlation_id: str) -> str:
+        return key("calpending", _digest(correlation_id))
+
+    async def taken(self, answer: list | None) -> tuple[PendingCreation, bool] | None:
+        """What `take` returns, from the answer of the take_pending script function."""
         if answer is None:
             return None
         data = json.loads(answer[0])
@@ -352,12 +373,36 @@ class IndexedEvent:
 
 
 # A record's first change indexed, unless it is indexed already (a redelivery: then read and decided as any
-# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON.
-_INDEX_NEW = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+# change is): KEYS owners hash, the owner's events hash; ARGV record id, owner id, entry JSON. 1: indexed.
+_INDEX_NEW_FUNCTION = """
+local function index_new()
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+"""
+_INDEX_NEW = _INDEX_NEW_FUNCTION + "return index_new()"
+# The echo of a creation we asked for: the new record indexed as _INDEX_NEW does, then (KEYS[3]) the pending
+# creation taken as _TAKE_PENDING does: [1, taken]. [0] when the record was indexed already, nothing taken.
+_INDEX_NEW_AND_TAKE = _INDEX_NEW_FUNCTION + _TAKE_PENDING_FUNCTION + """
+if index_new() == 0 then return {0} end
+return {1, take_pending(KEYS[3])}
+"""
+
+
+# Meetings claimed, each by the owner given unless an earlier one holds it: KEYS the meetings' keys, ARGV[1]
+# the owner; answers each meeting's owner after the claim, in order. One command for a first sync's page.
+_CLAIM_MEETINGS = """
+local owners = {}
+for i, name in ipairs(KEYS) do
+  if redis.call('SET', name, ARGV[1], 'NX') then
+    owners[i] = ARGV[1]
+  else
+    owners[i] = redis.call('GET', name)
+  end
+end
+return owners
 """
 
 
@@ -370,14 +415,14 @@ class CrmIndex:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
         self._index_new = redis.register_script(_INDEX_NEW)
+        self._claim_meetings = redis.register_script(_CLAIM_MEETINGS)
+        self._index_new_and_take = redis.register_script(_INDEX_NEW_AND_TAKE)
 
     async def record_event(self, change: CrmChange) -> str | None:
         """Index the change; the previous owner when the event moved to another one (else None)."""
         owners = key("calcrmowner", change.org_id)
-        if change.op == "created" and await self._index_new(
-                keys=[owners, key("calcrm", change.org_id, change.owner_id)],
-                args=[change.record_id, change.owner_id, json.dumps(self._entry(change, None))]):
-            return None  # a new record, indexed in one round trip (a first sync's thousands of echoes)
+        if change.op == "created" and await self._index_new(**self._new_call(change)):
+            return None  # a new record, indexed in one round trip
         # One round trip in the usual case: the entry is read where it is when the owner did not change.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(owners, change.record_id)
@@ -399,6 +444,24 @@ class CrmIndex:
             pipe.hset(owners, change.record_id, change.owner_id)
             await pipe.execute()
         return moved_from
+
+    def _new_call(self, change: CrmChange) -> dict:
+        """The keys and arguments of the index_new script function for a `created` change."""
+        return {"keys": [key("calcrmowner", change.org_id), key("calcrm", change.org_id, change.owner_id)],
+                "args": [change.record_id, change.owner_id, json.dumps(self._entry(change, None))]}
+
+    async def record_echo(self, change: CrmChange,
+                          pending: PendingCreations) -> tuple[str | None, tuple[PendingCreation, bool] | None]:
+        """`record_event`, then `pending.take` of its correlation id, for a change of ours coming back: (the
+        previous owner, what was taken). A record we had created (a first sync's thousands of echoes) in
+        one script call, not two."""
+        if change.op == "created":
+            call = self._new_call(change)
+            answer = await self._index_new_and_take(keys=[*call["keys"], pending.key_of(change.correlation_id)],
+                                                    args=call["args"])
+            if answer[0]:
+                return None, await pending.taken(answer[1])
+        return await self.record_event(change), await pending.take(change.correlation_id)
 
     @staticmethod
     def _entry(change: CrmChange, earlier: dict | None) -> dict:
@@ -443,22 +506,14 @@ class CrmIndex:
         The same meeting on several users' calendars (one iCalUID) becomes one CRM event, owned by
         the first user it was seen for; the others are added as its participants.
         """
-        name = self._meeting(org_id, ical_uid)
-        if await self.redis.set(name, owner_id, nx=True):
-            return owner_id
-        return await self.redis.get(name)
+        return (await self.claim_meetings(org_id, [ical_uid], owner_id))[ical_uid]
 
     async def claim_meetings(self, org_id: str, ical_uids: list[str], owner_id: str) -> dict[str, str]:
-        """`claim_meeting` for each of these meetings, in order and in one round trip: iCalUID -> owner."""
+        """`claim_meeting` for each of these meetings, in order and in one script call: iCalUID -> owner."""
         if not ical_uids:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for uid in ical_uids:
-                pipe.set(self._meeting(org_id, uid), owner_id, nx=True)
-            for uid in ical_uids:
-                pipe.get(self._meeting(org_id, uid))
-            answers = await pipe.execute()
-        return dict(zip(ical_uids, answers[len(ical_uids):]))
+        owners = await self._claim_meetings(keys=[self._meeting(org_id, uid) for uid in ical_uids], args=[owner_id])
+        return dict(zip(ical_uids, owners))
 
     @staticmethod
     def _meeting(org_id: str, ical_uid: str) -> str:

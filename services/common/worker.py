@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 from collections.abc import Awaitable, Callable
 
 import faust
@@ -101,4 +102,20 @@ def run_worker(app: faust.App, settings: Settings, name: str, extra_topics: tupl
     # built and passed through one handler lock shared by the event loop, the consumer thread and the
     # provider threads, long after start-up. Without the spinner the root logger keeps our level.
     worker.spinner = None
+    tune_garbage_collection()
     worker.execute_from_commandline()
+
+
+def tune_garbage_collection() -> None:
+    """The cyclic garbage collector tuned for a long-running worker; what it frees is unchanged.
+
+    What start-up built (modules, classes, the app: ~120,000 objects) lives as long as the process:
+    frozen, the collector's full passes no longer walk it; each walked it all, ~0.12 s of CPU. And the
+    youngest generation is collected every 10,000 new container objects rather than 700: a first sync
+    keeps a page of events (tens of thousands of objects) alive while it works through it, which at 700
+    promoted them to the older generations fast enough to start a full pass every second or so. A
+    Microsoft first sync of 5,000 events spent ~0.45 s of the worker's ~2.7 s CPU in the collector;
+    tuned, ~0.07 s. Young garbage in cycles waits a little longer to be freed: a few MB at most."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -133,6 +133,81 @@ def test_a_pending_creation_is_taken_once_with_whether_its_event_went_meanwhile(
     asyncio.run(scenario())
 
 
+def test_a_meeting_is_owned_by_the_first_user_to_claim_it_whether_claimed_alone_or_with_others(redis_url):
+    """One script call claims a page's meetings: each goes to the first claimant, whatever its case or
+    repetition, and a single claim agrees with a claim in bulk."""
+    async def scenario():
+        redis, org = connect(redis_url), unique_org()
+        index = CrmIndex(redis)
+        assert await index.claim_meetings(org, [], "ann") == {}
+        assert await index.claim_meetings(org, ["m1", "m2", "m1"], "ann") == {"m1": "ann", "m2": "ann"}
+        assert await index.claim_meetings(org, ["M2", "m3"], "bob") == {"M2": "ann", "m3": "bob"}
+        assert await index.claim_meeting(org, "m3", "ann") == "bob"
+        assert await index.claim_meeting(org, "m4", "ann") == "ann"
+        assert await index.claim_meetings(unique_org(), ["m1"], "bob") == {"m1": "bob"}, "per org"
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_pending_creations_put_together_each_with_its_marker_and_time_to_live(redis_url):
+    async def scenario():
+        redis, where = connect(redis_url), scope()
+        pending = PendingCreations(redis, ttl_s=600)
+        event = CanonicalEvent(title="Démo ☕ \"quoted\"", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+                               end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
+        await pending.put_many([])
+        await pending.put_many([(f"c{n}", PendingCreation(where, f"p{n}", event, f"f{n}", f"e{n}")) for n in range(3)])
+        for n in range(3):
+            name = key("calpending", _digest(f"c{n}"))
+            assert 0 < await redis.ttl(name) <= 600 and 0 < await redis.ttl(PendingCreations.marker(where, f"p{n}")) <= 600
+            assert await redis.get(PendingCreations.marker(where, f"p{n}")) == "pending"
+            taken, gone = await pending.take(f"c{n}")
+            assert (taken.provider_id, taken.provider_fingerprint, taken.etag, taken.snapshot, gone) == \
+                (f"p{n}", f"f{n}", f"e{n}", event, False)
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_echo_of_our_creation_is_indexed_and_its_pending_creation_taken_in_one_call(redis_url):
+    """What record_event then take would do, in every case: a new record, one indexed already (a
+    redelivery: decided as any change, the creation still taken), no creation, one whose event went."""
+    async def scenario():
+        redis, org, where = connect(redis_url), unique_org(), scope()
+        index, pending = CrmIndex(redis), PendingCreations(redis)
+        event = CanonicalEvent(title="Demo", start=EventTime(date_time=dt.datetime(2030, 6, 1, 9, tzinfo=dt.UTC)),
+                               end=EventTime(date_time=dt.datetime(2030, 6, 1, 10, tzinfo=dt.UTC)))
+        await pending.put_many([("c-new", PendingCreation(where, "p-new", event, "f1")),
+                                ("c-again", PendingCreation(where, "p-again", event, "f2")),
+                                ("c-gone", PendingCreation(where, "p-gone", event, "f3"))])
+
+        def echo(record: str, correlation: str, owner: str = "ann") -> CrmChange:
+            return change(org, owner, record, "one", CrmOp.CREATED).model_copy(update={"correlation_id": correlation})
+
+        moved_from, (taken, gone) = await index.record_echo(echo("r-new", "c-new"), pending)
+        assert (moved_from, taken.provider_id, taken.snapshot, gone) == (None, "p-new", event, False)
+        assert (await index.event(org, "ann", "r-new")).change.fields["Event_Title"] == "one"
+        assert await index.record_echo(echo("r-new", "c-new"), pending) == (None, None), "taken once"
+
+        await index.record_event(echo("r-again", "c-other"))  # indexed before: a redelivery
+        moved_from, (taken, gone) = await index.record_echo(echo("r-again", "c-again", owner="bob"), pending)
+        assert (moved_from, taken.provider_id, gone) == ("ann", "p-again", False)
+        assert await index.event(org, "bob", "r-again") is not None and await index.event(org, "ann", "r-again") is None
+
+        assert await pending.mark_gone(where, "p-gone")
+        moved_from, (taken, gone) = await index.record_echo(echo("r-gone", "c-gone"), pending)
+        assert (taken.provider_id, gone) == ("p-gone", True)
+        assert await index.record_echo(echo("r-none", "never put"), pending) == (None, None)
+        assert await index.event(org, "ann", "r-none") is not None
+        updated = change(org, "ann", "r-new", "two").model_copy(update={"correlation_id": "c-upd"})
+        assert await index.record_echo(updated, pending) == (None, None)
+        assert (await index.event(org, "ann", "r-new")).change.fields["Event_Title"] == "two"
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_records_mapping_and_its_index_entry_in_one_read(redis_url):
     async def scenario():
         redis, org, record = connect(redis_url), unique_org(), uuid.uuid4().hex
