@@ -3,8 +3,9 @@
 One command at a time, the CRM spent a round trip or three per command and a commit each: a first sync's
 5,000 creations took it longer than the sync took to send them. Here the consumer hands each record to
 a queue, and one task applies everything queued at once (`apply_commands`: each org's commands in one
-commit). Nothing waits to fill a batch: a lone command is applied as soon as it comes, and a batch
-grows only while the previous one is being applied.
+commit). A lone command is applied as soon as it comes; a batch grows while the previous one is being
+applied, and, after a batch of several that did not fill up (a burst under way), for `linger_s` more:
+a first sync's commands came a few at a time, and each batch of a few cost a read and a commit.
 
 Each record still ends as `MessageHandler` ends it: a command the batch could not apply (a record not
 found, a value that does not decode, Redis down) goes through the handler alone, which retries, tells a
@@ -29,11 +30,12 @@ MAX_BATCH = 250  # commands per commit: a script call of a few ms, that holds Re
 
 class CommandBatches:
     def __init__(self, store: CrmStore, handler: MessageHandler, acknowledge: Callable[[Any], Awaitable[object]],
-                 max_batch: int = MAX_BATCH):
+                 max_batch: int = MAX_BATCH, linger_s: float = 0.0):
         self.store = store
         self.handler = handler
         self.acknowledge = acknowledge
         self.max_batch = max_batch
+        self.linger_s = linger_s
         self._queue: asyncio.Queue[tuple[InboundRecord, Any]] = asyncio.Queue(maxsize=2 * max_batch)
         self._task: asyncio.Task | None = None
 
@@ -56,6 +58,8 @@ class CommandBatches:
             await self.handle([record for record, _ in batch])
             for _, event in batch:
                 await self.acknowledge(event)
+            if 1 < len(batch) < self.max_batch and self.linger_s:
+                await asyncio.sleep(self.linger_s)
 
     async def handle(self, records: list[InboundRecord]) -> None:
         """Apply the records' commands together; any the batch did not settle, one by one by the handler."""

@@ -20,7 +20,6 @@ import redis.asyncio as aioredis
 
 from sandbox.crm.settings import CrmSettings
 from sandbox.crm.store import OUTBOX, OUTBOX_FIELD
-from schemas import CrmChange
 from services.common.logging import get_logger
 from services.common.retry import RetryPolicy, TransientError
 from services.common.state import key
@@ -137,7 +136,7 @@ class ChangePublisher:
         return batch
 
     async def _post(self, changes: list[str]) -> None:
-        response = await self.ingest.post_changes(CrmChange.model_validate_json(c) for c in changes)
+        response = await self.ingest.post_encoded_changes(changes)  # stored as CrmChange JSON: sent as it is
         if response.status_code == 202:
             return
         if response.status_code >= 500 or response.status_code in _RETRYABLE:

@@ -22,6 +22,12 @@ class CrmSettings(BaseSettings):
         "gather before it reads again: a burst goes in a few large posts, not hundreds of small ones; a lone "
         "change after a quiet spell is still posted at once"
     )
+    command_linger_ms: int = Field(
+        10, ge=0, le=1000, description="after a batch of several commands that did not fill up, how long the "
+        "consumer lets commands gather before it applies the next: a burst goes in batches of tens, each a "
+        "read and a commit, not in hundreds of batches of a few; a lone command after a quiet spell is applied "
+        "at once"
+    )
     publisher_lease_s: float = Field(
         10.0, gt=0, description="how long a crashed process's hold on the outbox delays another's"
     )

@@ -309,14 +309,13 @@ class CrmStore:
         raise Contention(f"records of org {org_id} kept changing during {MAX_ATTEMPTS} attempts")
 
     async def read_many(self, reads: list[tuple]) -> dict[tuple, Any]:
-        """Each read (GET, HGET, EXISTS) with its answer, in one round trip."""
+        """Each read (GET, or EXISTS, of a string key) with its answer, in one MGET: a pipeline of a
+        command per read cost the CRM more than the commands themselves."""
         if not reads:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for read in reads:
-                pipe.execute_command(*read)
-            answers = await pipe.execute()
-        return dict(zip(reads, answers))
+        values = await self.redis.mget([name for _, name in reads])
+        return {(command, name): (value if command == "GET" else int(value is not None))
+                for (command, name), value in zip(reads, values)}
 
     async def applied(self, org_id: str, idempotency_key: str) -> bool:
         return bool(await self.redis.exists(OrgKeys(org_id).applied(idempotency_key)))

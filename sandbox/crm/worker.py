@@ -52,7 +52,7 @@ async def apply_commands_agent(stream):
     """Each command ends as `handle_command` ends it, applied in batches of what arrived meanwhile."""
     manual = stream.noack()
     handler = MessageHandler(NAME, CrmCommand, handle_command, FaustPublisher(app), retry_policy(settings))
-    batches = CommandBatches(store, handler, manual.ack)
+    batches = CommandBatches(store, handler, manual.ack, linger_s=crm_settings.command_linger_ms / 1000)
     try:
         async for event in manual.events():
             await batches.submit(InboundRecord.from_faust_event(event), event)

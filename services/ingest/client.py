@@ -4,7 +4,6 @@ The reference CRM, the benchmarks and the tests use it; a real CRM would do the 
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 
@@ -17,7 +16,13 @@ CHANGES_PATH = "/v1/crm/changes"
 
 
 def changes_body(changes: Iterable[CrmChange]) -> bytes:
-    return json.dumps({"changes": [c.model_dump(mode="json") for c in changes]}, separators=(",", ":")).encode()
+    return encoded_changes_body(c.model_dump_json() for c in changes)
+
+
+def encoded_changes_body(changes: Iterable[str]) -> bytes:
+    """The body for changes already in CrmChange JSON, as a CRM that keeps them so (an outbox) holds
+    them: put in as they are, not parsed into models only to be serialised again."""
+    return b'{"changes":[' + ",".join(changes).encode() + b"]}"
 
 
 def signed_request(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -46,7 +51,13 @@ class AsyncIngestClient:
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
 
     async def post_changes(self, changes: Iterable[CrmChange]) -> httpx.Response:
-        body = changes_body(changes)
+        return await self.post_body(changes_body(changes))
+
+    async def post_encoded_changes(self, changes: Iterable[str]) -> httpx.Response:
+        """Post changes held as CrmChange JSON (see `encoded_changes_body`)."""
+        return await self.post_body(encoded_changes_body(changes))
+
+    async def post_body(self, body: bytes) -> httpx.Response:
         return await self._http.post(CHANGES_PATH, content=body, headers=signed_request(self.secret, body))
 
     async def aclose(self) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import uuid
 
 import httpx
 import pytest
 
 from sandbox.crm import edits
+from sandbox.crm.command_batches import CommandBatches
 from sandbox.crm.commands import apply_command, apply_commands
 from sandbox.crm.records import Origin, RecordNotFound
 from sandbox.crm.store import OUTBOX, OUTBOX_FIELD, CrmStore
@@ -32,6 +34,7 @@ from schemas import (
     UpsertRecord,
 )
 from services.common.bus import Bus
+from services.common.handling import InboundRecord
 from services.common.state import connect
 from services.common.topics import CRM_COMMANDS, dlq_name
 from tests.fixtures.net import free_port, wait_for
@@ -428,6 +431,51 @@ def test_a_batch_whose_reads_change_before_its_commit_runs_again_and_loses_nothi
     outcomes, attempts, fields = asyncio.run(scenario())
     assert not isinstance(outcomes[0], Exception) and attempts == 2
     assert fields == {"A": 1, "B": 2, "C": 3}
+
+
+def test_a_lone_command_is_applied_at_once_and_a_burst_gathers_between_batches(redis_url):
+    """After a batch of several commands (a burst under way) the next batch waits `linger_s` and takes
+    all that came meanwhile; a command after a quiet spell does not wait."""
+    org, linger_s = unique_org(), 0.4
+
+    async def scenario():
+        store = store_on(redis_url)
+        acked: dict[int, float] = {}
+
+        async def acknowledge(offset: int) -> None:
+            acked[offset] = time.monotonic()
+
+        async def not_expected(record: InboundRecord) -> None:
+            raise AssertionError(f"command {record.offset} was not applied in its batch")
+
+        batches = CommandBatches(store, not_expected, acknowledge, linger_s=linger_s)
+
+        async def submit(*offsets: int) -> None:
+            for n in offsets:
+                value = command(org, upsert(external_ref=f"g:{n}"), f"key-{n}").to_bytes()
+                await batches.submit(InboundRecord("crm.commands", 0, n, org.encode(), value), n)
+
+        async def acknowledged(n: int) -> float:
+            while n not in acked:
+                await asyncio.sleep(0.005)
+            return acked[n]
+
+        started = time.monotonic()
+        await submit(0)
+        lone = await acknowledged(0) - started
+        await submit(1, 2, 3)  # queued together: one batch of three, then the linger
+        burst_end = await acknowledged(3)
+        await submit(4, 5)
+        after_linger = [await acknowledged(4) - burst_end, await acknowledged(5) - burst_end]
+        batches.cancel()
+        records = await store.records(org, CrmModule.EVENTS, 0, 10)
+        await store.redis.aclose()
+        return lone, after_linger, len(records)
+
+    lone, after_linger, records = asyncio.run(scenario())
+    assert lone < linger_s / 2
+    assert all(wait >= linger_s * 0.9 for wait in after_linger)
+    assert records == 6
 
 
 async def _nothing_ahead() -> dict:
