@@ -10,7 +10,11 @@ the cached token and tries once more with a fresh one; a refused grant is AuthFa
 
 `batch` sends up to 20 requests per `/$batch` (Graph's limit). Graph answers a batch 200 whatever
 its parts answered and in any order: the parts are put back in request order, and only the parts
-that were throttled or unavailable are sent again.
+that were throttled or unavailable are sent again. A client sends one `/$batch` at a time, however
+many of its callers batch at once: Graph dispatches up to four requests of a batch to Outlook at once,
+which is the whole concurrency Outlook allows an app per mailbox (4), so a second batch beside it would
+have its parts throttled (Microsoft Q&A 1660054, 734143). Callers that batch side by side still gain:
+one maps its next writes or reads its answers while another's batch is at Graph.
 """
 from __future__ import annotations
 
@@ -101,6 +105,7 @@ class GraphClient:
         self.policy = policy or RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                                             settings.retry_max_delay_s)
         self.http = http  # shared by the process's clients, closed by its owner (GraphConnections)
+        self._batch_turn = asyncio.Lock()  # one /$batch at Graph at a time (see the module's docstring)
 
     # --- single calls ----------------------------------------------------------------------------
     async def request(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
@@ -128,8 +133,10 @@ class GraphClient:
             next_url, params = body.get("@odata.nextLink"), None
 
     async def _send(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
-                    headers: dict | None = None, cost: int = 1) -> GraphResponse:
-        """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL."""
+                    headers: dict | None = None, cost: int = 1, batched: bool = False) -> GraphResponse:
+        """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL.
+        A `batched` call (a batch's) waits for its turn (one at Graph at a time) once its quota is taken,
+        and once answered lets the next one in line go out before its answers are read."""
         target = with_query(self._absolute(url), params)
         for fresh in (False, True):
             try:
@@ -138,7 +145,12 @@ class GraphClient:
                 raise _OutOfQuota(exc) from exc
             token = await self.tokens.access_token()
             sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
+            if batched:
+                async with self._batch_turn:
+                    status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
+                await asyncio.sleep(0)  # the batch woken by the turn goes out before these answers are read
+            else:
+                status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
             if status != 401 or fresh:
                 break
             self.tokens.invalidate()
@@ -195,8 +207,8 @@ class GraphClient:
         if len(chunk) == 1:  # a batch of one is a plain call: no envelope, the same answer
             only = chunk[0]
             # retry_async only retries what _send raises (the network); statuses go back to _batch_chunk.
-            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers),
-                                      self.policy)]
+            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers,
+                                                         batched=True), self.policy)]
         parts = []
         for number, item in enumerate(chunk):
             part: dict = {"id": str(number), "method": item.method, "url": item.url}
@@ -209,7 +221,7 @@ class GraphClient:
             parts.append(part)
 
         async def attempt() -> GraphResponse:
-            response = await self._send("POST", "/$batch", json={"requests": parts}, cost=len(chunk))
+            response = await self._send("POST", "/$batch", json={"requests": parts}, cost=len(chunk), batched=True)
             if not response.ok:
                 raise error_of(response, "POST /$batch")
             return response
