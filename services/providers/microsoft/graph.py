@@ -106,6 +106,7 @@ class GraphClient:
                                             settings.retry_max_delay_s)
         self.http = http  # shared by the process's clients, closed by its owner (GraphConnections)
         self._batch_turn = asyncio.Lock()  # one /$batch at Graph at a time (see the module's docstring)
+        self._next_in_line = asyncio.Lock()  # the one batch call waiting for the turn
 
     # --- single calls ----------------------------------------------------------------------------
     async def request(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
@@ -135,26 +136,40 @@ class GraphClient:
     async def _send(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
                     headers: dict | None = None, cost: int = 1, batched: bool = False) -> GraphResponse:
         """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL.
-        A `batched` call (a batch's) waits for its turn (one at Graph at a time) once its quota is taken,
-        and once answered lets the next one in line go out before its answers are read."""
+        A `batched` call (a batch's) goes in turn, one at Graph at a time (see `_in_turn`)."""
         target = with_query(self._absolute(url), params)
         for fresh in (False, True):
-            try:
-                await self.bucket.acquire(cost)
-            except RateLimited as exc:
-                raise _OutOfQuota(exc) from exc
-            token = await self.tokens.access_token()
-            sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
             if batched:
-                async with self._batch_turn:
-                    status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
-                await asyncio.sleep(0)  # the batch woken by the turn goes out before these answers are read
+                status, body, answered = await self._in_turn(method, target, json, headers, cost)
             else:
+                sent_headers = await self._authorised(headers, cost)
                 status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
             if status != 401 or fresh:
                 break
             self.tokens.invalidate()
         return GraphResponse(status, body, answered)
+
+    async def _authorised(self, headers: dict | None, cost: int) -> dict:
+        """The call's headers with a bearer token, once its cost is taken from the mailbox's quota."""
+        try:
+            await self.bucket.acquire(cost)
+        except RateLimited as exc:
+            raise _OutOfQuota(exc) from exc
+        return {**(headers or {}), "Authorization": f"Bearer {await self.tokens.access_token()}"}
+
+    async def _in_turn(self, method: str, target: str, json: dict | None, headers: dict | None,
+                       cost: int) -> tuple[int, object, dict[str, str]]:
+        """One batch call at Graph at a time. The next in line (one: the quota's Redis calls stay one at
+        a time per client) takes its quota while the current one is at Graph, and goes out as soon as it
+        is answered, before that one's answers are read."""
+        async with self._next_in_line:
+            sent_headers = await self._authorised(headers, cost)
+            await self._batch_turn.acquire()
+        try:
+            return await self.http.request(method, target, json=json, headers=sent_headers)
+        finally:
+            self._batch_turn.release()
+            await asyncio.sleep(0)  # the call woken by the turn goes out before these answers are read
 
     def _absolute(self, url: str) -> str:
         """Relative paths go under /v1.0; absolute ones (nextLink, deltaLink) must stay on our Graph host,
