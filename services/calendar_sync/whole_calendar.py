@@ -146,17 +146,19 @@ class WholeCalendar:
 
     async def _write_in_chunks(self, provider: CalendarProvider, maps: MappingStore, items: list,
                                candidates: dict[str, tuple[CanonicalEvent, EventMapping | None]]) -> None:
-        """Write the items in order, WRITE_CHUNK at a time, each chunk's mappings saved in one round trip
-        while the provider already takes the next chunk. A failed write is raised once the others of its
-        chunk are mapped: the job is retried whole, and what was written and mapped is skipped then
-        (upserts already done are idempotent, by the provider ids derived from the CRM record)."""
+        """Write the items in order, WRITE_CHUNK at a time, each chunk's mappings saved in one round trip.
+        The provider always holds the next chunk besides the one awaited: it maps the next writes while
+        the current ones are at the provider, and has writes to send while a chunk's mappings are saved.
+        A failed write is raised once the others of its chunk are mapped: the job is retried whole, and
+        what was written and mapped is skipped then (upserts already done are idempotent, by the provider
+        ids derived from the CRM record)."""
         chunks = [items[i:i + WRITE_CHUNK] for i in range(0, len(items), WRITE_CHUNK)]
-        following = asyncio.ensure_future(provider.upsert_many(chunks[0])) if chunks else None
+        writing = [asyncio.ensure_future(provider.upsert_many(chunk)) for chunk in chunks[:2]]
         try:
             for number, chunk in enumerate(chunks):
-                results = await following
-                following = (asyncio.ensure_future(provider.upsert_many(chunks[number + 1]))
-                             if number + 1 < len(chunks) else None)
+                results = await writing[number]
+                if number + 2 < len(chunks):
+                    writing.append(asyncio.ensure_future(provider.upsert_many(chunks[number + 2])))
                 pairs, failures = [], []
                 for (record_id, event, _), result in zip(chunk, results):
                     if isinstance(result, Exception):
@@ -170,9 +172,10 @@ class WholeCalendar:
                 if failures:
                     raise failures[0]
         finally:
-            if following is not None and not following.done():
-                following.cancel()
-                await asyncio.gather(following, return_exceptions=True)
+            unfinished = [w for w in writing if not w.done()]
+            for write in unfinished:
+                write.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
         """What enabling would do on each side, counted without writing anything."""

@@ -373,11 +373,28 @@ async def test_45_upserts_take_3_batch_calls(sandbox, provider, outlook):
     by_id = {e["id"]: e["subject"] for e in outlook.events()}
     assert [by_id[r.provider_id] for r in results] == [f"Meeting {n}" for n in range(45)], "results in order"
 
-    # The same records again (mappings lost): found, updated, nothing created.
+    # The same records again (mappings lost): found, updated, nothing created; what the listing found
+    # and this provider's own writes since are known, so a first sync's later chunks list nothing.
     renamed = [(crm, ev.model_copy(update={"title": ev.title + "!"}), None) for crm, ev, _ in items]
+    listings = counted(sandbox, LIST_EVENTS)
     again = await provider.upsert_many(renamed)
+    assert counted(sandbox, LIST_EVENTS) == listings
     assert [r.provider_id for r in again] == [r.provider_id for r in results]
     assert len(outlook.events()) == 45
+
+
+async def test_a_listed_event_deleted_since_is_written_again(sandbox, provider, outlook):
+    """What a bulk write's listing found may be deleted in Outlook later: the update answers 404 and
+    the event is created again, once; one this provider deleted itself is known to be gone."""
+    first = await provider.upsert_many([(f"rec-{n}", meeting(f"Meeting {n}"), None) for n in range(3)])
+    outlook.api.delete(f"{outlook.events_url}/{first[0].provider_id}")
+    await provider.delete(first[1].provider_id)
+
+    again = await provider.upsert_many([(f"rec-{n}", meeting(f"Meeting {n}!"), None) for n in range(3)])
+    assert all(isinstance(r, WriteResult) for r in again)
+    assert again[0].provider_id != first[0].provider_id and again[1].provider_id != first[1].provider_id
+    assert again[2].provider_id == first[2].provider_id
+    assert sorted(e["subject"] for e in outlook.events()) == ["Meeting 0!", "Meeting 1!", "Meeting 2!"]
 
 
 async def test_throttled_and_failing_graph_loses_no_write_and_doubles_none(sandbox, provider, outlook):

@@ -10,7 +10,11 @@ the cached token and tries once more with a fresh one; a refused grant is AuthFa
 
 `batch` sends up to 20 requests per `/$batch` (Graph's limit). Graph answers a batch 200 whatever
 its parts answered and in any order: the parts are put back in request order, and only the parts
-that were throttled or unavailable are sent again.
+that were throttled or unavailable are sent again. A client sends one `/$batch` at a time, however
+many of its callers batch at once: Graph dispatches up to four requests of a batch to Outlook at once,
+which is the whole concurrency Outlook allows an app per mailbox (4), so a second batch beside it would
+have its parts throttled (Microsoft Q&A 1660054, 734143). Callers that batch side by side still gain:
+one maps its next writes or reads its answers while another's batch is at Graph.
 """
 from __future__ import annotations
 
@@ -101,6 +105,8 @@ class GraphClient:
         self.policy = policy or RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                                             settings.retry_max_delay_s)
         self.http = http  # shared by the process's clients, closed by its owner (GraphConnections)
+        self._batch_turn = asyncio.Lock()  # one /$batch at Graph at a time (see the module's docstring)
+        self._next_in_line = asyncio.Lock()  # the one batch call waiting for the turn
 
     # --- single calls ----------------------------------------------------------------------------
     async def request(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
@@ -128,21 +134,42 @@ class GraphClient:
             next_url, params = body.get("@odata.nextLink"), None
 
     async def _send(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
-                    headers: dict | None = None, cost: int = 1) -> GraphResponse:
-        """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL."""
+                    headers: dict | None = None, cost: int = 1, batched: bool = False) -> GraphResponse:
+        """One HTTP exchange through the quota; a 401 is tried once more with a token fresh from MSAL.
+        A `batched` call (a batch's) goes in turn, one at Graph at a time (see `_in_turn`)."""
         target = with_query(self._absolute(url), params)
         for fresh in (False, True):
-            try:
-                await self.bucket.acquire(cost)
-            except RateLimited as exc:
-                raise _OutOfQuota(exc) from exc
-            token = await self.tokens.access_token()
-            sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
+            if batched:
+                status, body, answered = await self._in_turn(method, target, json, headers, cost)
+            else:
+                sent_headers = await self._authorised(headers, cost)
+                status, body, answered = await self.http.request(method, target, json=json, headers=sent_headers)
             if status != 401 or fresh:
                 break
             self.tokens.invalidate()
         return GraphResponse(status, body, answered)
+
+    async def _authorised(self, headers: dict | None, cost: int) -> dict:
+        """The call's headers with a bearer token, once its cost is taken from the mailbox's quota."""
+        try:
+            await self.bucket.acquire(cost)
+        except RateLimited as exc:
+            raise _OutOfQuota(exc) from exc
+        return {**(headers or {}), "Authorization": f"Bearer {await self.tokens.access_token()}"}
+
+    async def _in_turn(self, method: str, target: str, json: dict | None, headers: dict | None,
+                       cost: int) -> tuple[int, object, dict[str, str]]:
+        """One batch call at Graph at a time. The next in line (one: the quota's Redis calls stay one at
+        a time per client) takes its quota while the current one is at Graph, and goes out as soon as it
+        is answered, before that one's answers are read."""
+        async with self._next_in_line:
+            sent_headers = await self._authorised(headers, cost)
+            await self._batch_turn.acquire()
+        try:
+            return await self.http.request(method, target, json=json, headers=sent_headers)
+        finally:
+            self._batch_turn.release()
+            await asyncio.sleep(0)  # the call woken by the turn goes out before these answers are read
 
     def _absolute(self, url: str) -> str:
         """Relative paths go under /v1.0; absolute ones (nextLink, deltaLink) must stay on our Graph host,
@@ -195,8 +222,8 @@ class GraphClient:
         if len(chunk) == 1:  # a batch of one is a plain call: no envelope, the same answer
             only = chunk[0]
             # retry_async only retries what _send raises (the network); statuses go back to _batch_chunk.
-            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers),
-                                      self.policy)]
+            return [await retry_async(lambda: self._send(only.method, only.url, json=only.body, headers=only.headers,
+                                                         batched=True), self.policy)]
         parts = []
         for number, item in enumerate(chunk):
             part: dict = {"id": str(number), "method": item.method, "url": item.url}
@@ -209,7 +236,7 @@ class GraphClient:
             parts.append(part)
 
         async def attempt() -> GraphResponse:
-            response = await self._send("POST", "/$batch", json={"requests": parts}, cost=len(chunk))
+            response = await self._send("POST", "/$batch", json={"requests": parts}, cost=len(chunk), batched=True)
             if not response.ok:
                 raise error_of(response, "POST /$batch")
             return response
