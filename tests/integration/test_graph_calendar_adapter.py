@@ -224,18 +224,26 @@ async def test_delta_pages_end_in_a_delta_link_then_bring_changes_and_removals(p
     assert pages == [[]]
 
 
-async def test_a_first_sync_finds_our_events_among_many_with_one_listing(sandbox, provider, outlook):
-    """More changes than a batch holds: one listing of our events says which are ours, not a read each."""
-    own = {outlook.add(f"Mine {n}", days=1 + n % 9)["id"] for n in range(15)}
-    ours = await provider.upsert_many([(f"rec-{n}", meeting(f"Synced {n}", days=2), None) for n in range(15)])
+async def test_a_first_sync_finds_our_events_among_many_with_one_listing(sandbox, connections, user, provider,
+                                                                          outlook):
+    """More changes than a batch holds: one listing of our events says which are ours, not a read each;
+    the provider of the next message lists them again, once for all its pages and writes."""
+    own = {outlook.add(f"Mine {n}", days=1 + n % 9)["id"] for n in range(25)}
+    ours = await provider.upsert_many([(f"rec-{n}", meeting(f"Synced {n}", days=2), None) for n in range(25)])
     reads_before = counted(sandbox, "GET /v1.0/users/{user_id}/events/{event_id}")
     lists_before = counted(sandbox, LIST_EVENTS)
+    next_message = connections.calendar(delegated(user), org_id=ORG, user_id=USER)
 
-    pages, _ = await drain(provider)
+    pages, _ = await drain(next_message, page_cap=25)
     found = {e.provider_id: e.crm_record_id for p in pages for e in p}
+    assert len(pages) > 1
     assert found == {**dict.fromkeys(own), **{r.provider_id: f"rec-{n}" for n, r in enumerate(ours)}}
     assert counted(sandbox, LIST_EVENTS) - lists_before == 1
     assert counted(sandbox, "GET /v1.0/users/{user_id}/events/{event_id}") == reads_before
+
+    written = await next_message.upsert_many([(f"rec-{n}", meeting(f"Synced {n}!", days=2), None) for n in range(25)])
+    assert [w.provider_id for w in written] == [r.provider_id for r in ours]
+    assert counted(sandbox, LIST_EVENTS) - lists_before == 1
 
 
 async def test_incremental_rounds_read_again_only_events_this_process_never_learnt(sandbox, connections, user,

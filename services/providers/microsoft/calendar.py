@@ -113,8 +113,8 @@ class GraphCalendarProvider:
         # is what /users/{id}/events and /calendarView stand for (https://learn.microsoft.com/graph/api/user-post-events).
         self._calendar = f"{self._user}/calendars/{quote(calendar_id, safe='')}" if calendar_id else self._user
         self._owner = ids.owner_value(org_id, user_id)
-        # CRM record id -> event id of our events, once listed for a bulk write (see `_locate`).
-        self._ours: dict[str, str] | None = None
+        # event id -> CRM record id of our events, once listed (see `_listed_ours`).
+        self._listed: dict[str, str] | None = None
 
     # --- calendars --------------------------------------------------------------------------------
     async def writable_calendars(self) -> list[str]:
@@ -187,7 +187,7 @@ class GraphCalendarProvider:
             if known is not UNKNOWN:
                 found.add(event_id, singles.pop(event_id), known)
         if len(singles) > BATCH_MAX:
-            record_of = await self._our_events()
+            record_of = await self._listed_ours()
             for event_id, raw in singles.items():
                 found.add(event_id, raw, record_of.get(event_id))
         else:
@@ -302,19 +302,22 @@ class GraphCalendarProvider:
             found.update((raw["id"], ids.properties_of(raw).get(ids.RECORD_PROPERTY, "")) for raw in page)
         return found
 
+    async def _listed_ours(self) -> dict[str, str]:
+        """`_our_events`, listed once per provider (one message's work) and kept current by its own writes
+        and deletes: a first sync reads delta pages and writes chunks, and a listing for each would read
+        again every event of ours (5,000 events written in chunks: 10,000 read back)."""
+        if self._listed is None:
+            self._listed = await self._our_events()
+        return self._listed
+
     async def _locate(self, crm_ids: list[str]) -> dict[str, str]:
         """CRM record id -> provider id of our events for these records: one filtered read for a single
-        record, else one listing of all our events (one call per 1,000) instead of a read per record.
-
-        The listing is made once per provider (one message's work) and kept current by its own writes
-        and deletes: a first sync writes in chunks, and a listing per chunk would read again every
-        event the earlier chunks had just written (5,000 events: 10,000 read to write them)."""
-        if self._ours is None and len(crm_ids) == 1:
+        record, else the listing of all our events (one call per 1,000) instead of a read per record."""
+        if self._listed is None and len(crm_ids) == 1:
             found = await self.find_by_crm_id(crm_ids[0])
             return {crm_ids[0]: found.provider_id} if found else {}
-        if self._ours is None:
-            self._ours = {crm: pid for pid, crm in (await self._our_events()).items()}
-        return {crm: self._ours[crm] for crm in crm_ids if crm in self._ours}
+        wanted = set(crm_ids)
+        return {crm: pid for pid, crm in (await self._listed_ours()).items() if crm in wanted}
 
     # --- writes -----------------------------------------------------------------------------------
     async def upsert(self, crm_record_id: str, event: CanonicalEvent, provider_id: str | None, *,
@@ -389,8 +392,8 @@ class GraphCalendarProvider:
             log.info("crm event written to outlook without some fields", mailbox=self.mailbox,
                         record_id=crm_record_id, unmapped=unmapped)
         self.known.learn(self._owner, answer.body["id"], crm_record_id)  # stamped by this write
-        if self._ours is not None:
-            self._ours[crm_record_id] = answer.body["id"]
+        if self._listed is not None:
+            self._listed[answer.body["id"]] = crm_record_id
         try:
             written = mapping.graph_to_canonical(answer.body)
         except mapping.InvalidEvent as exc:  # written but not readable back: the engine keeps what it sent
@@ -417,8 +420,8 @@ class GraphCalendarProvider:
 
     async def delete(self, provider_id: str) -> None:
         self.known.forget(self._owner, provider_id)
-        if self._ours is not None:
-            self._ours = {crm: pid for crm, pid in self._ours.items() if pid != provider_id}
+        if self._listed is not None:
+            self._listed.pop(provider_id, None)
         try:
             await self.client.request("DELETE", self._event_path(provider_id))
         except GraphError as exc:
@@ -429,7 +432,7 @@ class GraphCalendarProvider:
         """Disabling the sync: every event we wrote for this user goes; the user's own events stay.
         Deletes that failed are raised after all the others were tried; a retry finishes the job."""
         event_ids = list(await self._our_events())
-        self._ours = None
+        self._listed = None
         for event_id in event_ids:
             self.known.forget(self._owner, event_id)
         answers = await self.client.batch([BatchRequest("DELETE", self._event_path(i)) for i in event_ids])
