@@ -2,6 +2,7 @@
 real Redis for the mailbox's quota bucket."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -389,6 +390,20 @@ async def test_45_upserts_take_3_batch_calls(sandbox, provider, outlook):
     assert counted(sandbox, LIST_EVENTS) == listings
     assert [r.provider_id for r in again] == [r.provider_id for r in results]
     assert len(outlook.events()) == 45
+
+
+async def test_chunks_written_side_by_side_share_one_listing_and_know_each_others_writes(sandbox, provider, outlook):
+    """A first sync writes its next chunk while the last one is at Graph: both ask for the listing of our
+    events at once, one listing answers both, and what each wrote is known to the provider afterwards."""
+    chunks = [[(f"rec-{c}-{n}", meeting(f"Meeting {c} {n}"), None) for n in range(21)] for c in "ab"]
+    lists_before = counted(sandbox, LIST_EVENTS)
+    first = await asyncio.gather(*(provider.upsert_many(chunk) for chunk in chunks))
+    assert counted(sandbox, LIST_EVENTS) - lists_before == 1
+
+    again = await asyncio.gather(*(provider.upsert_many([(crm, ev, None) for crm, ev, _ in chunk]) for chunk in chunks))
+    assert [[r.provider_id for r in chunk] for chunk in again] == [[r.provider_id for r in chunk] for chunk in first]
+    assert counted(sandbox, LIST_EVENTS) - lists_before == 1
+    assert len(outlook.events()) == 42
 
 
 async def test_a_listed_event_deleted_since_is_written_again(sandbox, provider, outlook):

@@ -113,8 +113,8 @@ class GraphCalendarProvider:
         # is what /users/{id}/events and /calendarView stand for (https://learn.microsoft.com/graph/api/user-post-events).
         self._calendar = f"{self._user}/calendars/{quote(calendar_id, safe='')}" if calendar_id else self._user
         self._owner = ids.owner_value(org_id, user_id)
-        # event id -> CRM record id of our events, once listed (see `_listed_ours`).
-        self._listed: dict[str, str] | None = None
+        # The listing of our events (event id -> CRM record id), once asked for (see `_listed_ours`).
+        self._listing: asyncio.Future[dict[str, str]] | None = None
 
     # --- calendars --------------------------------------------------------------------------------
     async def writable_calendars(self) -> list[str]:
@@ -306,14 +306,25 @@ class GraphCalendarProvider:
         """`_our_events`, listed once per provider (one message's work) and kept current by its own writes
         and deletes: a first sync reads delta pages and writes chunks, and a listing for each would read
         again every event of ours (5,000 events written in chunks: 10,000 read back)."""
-        if self._listed is None:
-            self._listed = await self._our_events()
-        return self._listed
+        if self._listing is None:  # one listing, however many chunks ask for it at once
+            self._listing = asyncio.ensure_future(self._our_events())
+        try:
+            return await asyncio.shield(self._listing)
+        except Exception:
+            self._listing = None  # the next ask lists again; this one fails as the listing did
+            raise
+
+    def _listed(self) -> dict[str, str] | None:
+        """The listing, when one was made (a write or delete keeps it current), else None."""
+        listing = self._listing
+        if listing is None or not listing.done() or listing.cancelled() or listing.exception() is not None:
+            return None
+        return listing.result()
 
     async def _locate(self, crm_ids: list[str]) -> dict[str, str]:
         """CRM record id -> provider id of our events for these records: one filtered read for a single
         record, else the listing of all our events (one call per 1,000) instead of a read per record."""
-        if self._listed is None and len(crm_ids) == 1:
+        if self._listing is None and len(crm_ids) == 1:
             found = await self.find_by_crm_id(crm_ids[0])
             return {crm_ids[0]: found.provider_id} if found else {}
         wanted = set(crm_ids)
@@ -392,8 +403,8 @@ class GraphCalendarProvider:
             log.info("crm event written to outlook without some fields", mailbox=self.mailbox,
                         record_id=crm_record_id, unmapped=unmapped)
         self.known.learn(self._owner, answer.body["id"], crm_record_id)  # stamped by this write
-        if self._listed is not None:
-            self._listed[answer.body["id"]] = crm_record_id
+        if (listed := self._listed()) is not None:
+            listed[answer.body["id"]] = crm_record_id
         try:
             written = mapping.graph_to_canonical(answer.body)
         except mapping.InvalidEvent as exc:  # written but not readable back: the engine keeps what it sent
@@ -420,8 +431,8 @@ class GraphCalendarProvider:
 
     async def delete(self, provider_id: str) -> None:
         self.known.forget(self._owner, provider_id)
-        if self._listed is not None:
-            self._listed.pop(provider_id, None)
+        if (listed := self._listed()) is not None:
+            listed.pop(provider_id, None)
         try:
             await self.client.request("DELETE", self._event_path(provider_id))
         except GraphError as exc:
@@ -432,7 +443,7 @@ class GraphCalendarProvider:
         """Disabling the sync: every event we wrote for this user goes; the user's own events stay.
         Deletes that failed are raised after all the others were tried; a retry finishes the job."""
         event_ids = list(await self._our_events())
-        self._listed = None
+        self._listing = None
         for event_id in event_ids:
             self.known.forget(self._owner, event_id)
         answers = await self.client.batch([BatchRequest("DELETE", self._event_path(i)) for i in event_ids])
