@@ -426,10 +426,10 @@ class CrmIndex:
         # One round trip in the usual case: the entry is read where it is when the owner did not change.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(owners, change.record_id)
-            pipe.hget(key("calcrm", change.org_id, change.owner_id), change.record_id)
+            pipe.hget(self.events_key(change.org_id, change.owner_id), change.record_id)
             previous_owner, previous = await pipe.execute()
         moved_from = previous_owner if previous_owner not in (None, change.owner_id) else None
-        held_by = key("calcrm", change.org_id, previous_owner or change.owner_id)
+        held_by = self.events_key(change.org_id, previous_owner or change.owner_id)
         if moved_from:
             previous = await self.redis.hget(held_by, change.record_id)
         if change.op == "deleted":
@@ -440,14 +440,14 @@ class CrmIndex:
         async with self.redis.pipeline(transaction=True) as pipe:
             if moved_from:
                 pipe.hdel(held_by, change.record_id)
-            pipe.hset(key("calcrm", change.org_id, change.owner_id), change.record_id, json.dumps(entry))
+            pipe.hset(self.events_key(change.org_id, change.owner_id), change.record_id, json.dumps(entry))
             pipe.hset(owners, change.record_id, change.owner_id)
             await pipe.execute()
         return moved_from
 
     def _new_call(self, change: CrmChange) -> dict:
         """The keys and arguments of the index_new script function for a `created` change."""
-        return {"keys": [key("calcrmowner", change.org_id), key("calcrm", change.org_id, change.owner_id)],
+        return {"keys": [key("calcrmowner", change.org_id), self.events_key(change.org_id, change.owner_id)],
                 "args": [change.record_id, change.owner_id, json.dumps(self._entry(change, None))]}
 
     async def record_echo(self, change: CrmChange,
@@ -473,7 +473,7 @@ class CrmIndex:
         }
 
     async def events_of(self, org_id: str, owner_id: str) -> dict[str, IndexedEvent]:
-        raw = await self.redis.hgetall(key("calcrm", org_id, owner_id))
+        raw = await self.redis.hgetall(self.events_key(org_id, owner_id))
         return {record_id: _indexed(value) for record_id, value in raw.items()}
 
     @staticmethod

@@ -16,6 +16,7 @@ from services.calendar_sync.ports import CalendarProvider, ProviderEvent
 from services.calendar_sync.store import EventMapping, MappingStore, ScopeState
 from services.calendar_sync.sync_report import SyncReport
 from services.common.logging import get_logger
+from services.common.tasks import cancel_unfinished
 
 if TYPE_CHECKING:
     from services.calendar_sync.engine import CalendarEngine
@@ -172,10 +173,7 @@ class WholeCalendar:
                 if failures:
                     raise failures[0]
         finally:
-            unfinished = [w for w in writing if not w.done()]
-            for write in unfinished:
-                write.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+            await cancel_unfinished(writing)
 
     async def preview(self, config: IntegrationConfig, provider: CalendarProvider) -> dict:
         """What enabling would do on each side, counted without writing anything."""

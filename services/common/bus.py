@@ -101,6 +101,8 @@ class Bus:
     """Publishes schema models. `publish*` returns only once the broker has the messages (acks=all)."""
 
     def __init__(self, settings: Settings, client_id: str = "crmsync"):
+        # publish_many chooses partitions as the producer does, so a key lands alike either way
+        self._partitioner = Murmur2Partitioner()
         # enable_idempotence stays off: idempotence comes from our own keys (and Tansu lacks it).
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -111,9 +113,8 @@ class Bus:
             request_timeout_ms=15_000,
             enable_idempotence=False,
             max_request_size=MAX_MESSAGE_BYTES,
-            partitioner=Murmur2Partitioner(),
+            partitioner=self._partitioner,
         )
-        self._partitioner = Murmur2Partitioner()
         self._groups = GroupedSends(self._send_records)
 
     async def start(self) -> None:

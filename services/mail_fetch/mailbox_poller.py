@@ -87,7 +87,7 @@ class MailboxPoller:
     async def _release(self) -> None:
         try:
             await self.fetcher.release(self.config)
-        except Exception:
+        except Exception:  # best effort: a watch left open lapses by itself
             log.warning("mailbox not released", mailbox=self.config.key, exc_info=True)
 
     # --- loop ---------------------------------------------------------------------------------

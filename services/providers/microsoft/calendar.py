@@ -53,6 +53,7 @@ from services.calendar_sync.ports import (
 )
 from services.common.logging import get_logger
 from services.common.settings import Settings
+from services.common.tasks import cancel_unfinished
 from services.providers.microsoft import calendar_ids as ids
 from services.providers.microsoft.calendar_records import UNKNOWN, KnownRecords
 from services.providers.microsoft.calendar_series import cancelled_in
@@ -360,10 +361,7 @@ class GraphCalendarProvider:
         try:
             return [result for group in await asyncio.gather(*groups) for result in group]
         finally:
-            unfinished = [g for g in groups if not g.done()]
-            for group in unfinished:
-                group.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+            await cancel_unfinished(groups)
 
     async def _upsert_group(self, items: list[_Item], targets: list[str | None], notify: bool, zone: str,
                             if_match: str | None) -> list[WriteResult | Exception]:

@@ -75,14 +75,16 @@ class MsalTokens:
         self._kept: tuple[str, float] | None = None  # (access token, monotonic time to renew it)
 
     async def access_token(self) -> str:
-        kept = self._kept
-        if kept is not None and kept[1] > time.monotonic():
-            return kept[0]
+        if (token := self._kept_token()) is not None:
+            return token
         async with self._lock:
-            kept = self._kept  # renewed meanwhile by the call this one waited for
-            if kept is not None and kept[1] > time.monotonic():
-                return kept[0]
-            return await asyncio.to_thread(self._acquire)
+            # renewed meanwhile, perhaps, by the call this one waited for
+            return self._kept_token() or await asyncio.to_thread(self._acquire)
+
+    def _kept_token(self) -> str | None:
+        """The token kept from the last acquisition, while it is not due for renewal."""
+        kept = self._kept
+        return kept[0] if kept is not None and kept[1] > time.monotonic() else None
 
     def close(self) -> None:
         """Close the identity platform connections MSAL keeps open."""
